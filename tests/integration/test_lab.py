@@ -1,0 +1,122 @@
+"""The real lab, as `make run` starts it, in a temp folder on free ports: Airflow answers, logins work.
+
+The module shares one lab; its last test stops the lab and checks that nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from disaster_recovery.lab.stack import AIRFLOW_COMPONENTS, Lab
+
+pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[2]
+
+
+def lab_command(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["PYTHONPATH"] = str(REPO / "plugins")
+    return subprocess.run(
+        [sys.executable, "-m", "disaster_recovery.lab", "--home", str(home), "--auto-ports", *args],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def lab(session_dir):
+    home = session_dir / "lab"
+    proc = lab_command(home, "up")
+    lab = Lab(home)
+    if proc.returncode != 0:
+        lab_command(home, "down")
+        pytest.fail(f"lab up failed:\n{proc.stdout}\n{proc.stderr}")
+    lab.up_output = proc.stdout
+    yield lab
+    lab_command(home, "down")
+
+
+@pytest.fixture(scope="module")
+def token(lab) -> str:
+    resp = httpx.post(
+        f"{lab.api_url}/auth/token",
+        json={"username": lab.config.admin_user, "password": lab.config.admin_password},
+        timeout=30,
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()["access_token"]
+
+
+def test_up_prints_the_ui_url_and_login(lab):
+    assert lab.api_url in lab.up_output
+    assert f"login: admin / {lab.config.admin_password}" in lab.up_output
+
+
+def test_health_is_green(lab):
+    health = httpx.get(f"{lab.api_url}/api/v2/monitor/health", timeout=10).json()
+    for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
+        assert health[component]["status"] == "healthy", health
+
+
+def test_rest_api_needs_a_token_and_lists_dags(lab, token):
+    assert httpx.get(f"{lab.api_url}/api/v2/dags", timeout=10).status_code == 401
+    resp = httpx.get(f"{lab.api_url}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert resp.status_code == 200
+    assert "dags" in resp.json()
+
+
+def test_dr_api_is_mounted_and_protected(lab, token):
+    url = f"{lab.api_url}/disaster-recovery/api/health"
+    assert httpx.get(url, timeout=10).status_code in (401, 403)
+    resp = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert resp.status_code == 200 and resp.json()["success"] is True
+
+
+def test_clusters_and_connections(lab):
+    assert not lab.primary.in_recovery()
+    assert lab.standby.in_recovery()
+    rows = lab.primary.query("SELECT count(*) FROM weddings", dbname="wedsync")[0][0]
+    assert rows >= 500
+    tables = lab.control.query(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+        "AND table_name IN ('recovery_executions', 'backup_inventories', 'recovery_metrics')",
+        dbname="dr_catalog",
+    )[0][0]
+    assert tables == 3
+    env = lab.airflow_env()
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "connections", "list", "-o", "plain"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    for conn_id in ("dr_catalog", "wedsync_primary", "wedsync_standby"):
+        assert conn_id in out.stdout
+
+
+def test_second_up_is_harmless(lab):
+    before = lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0]
+    pids = {name: lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS}
+    proc = lab_command(lab.home, "up")
+    assert proc.returncode == 0, proc.stderr
+    assert {name: lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS} == pids
+    assert lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0] == before
+
+
+def test_down_leaves_no_process_or_port_behind(lab):
+    groups = [lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS] + [lab._pid("sinks")]
+    assert all(groups)
+    proc = lab_command(lab.home, "down")
+    assert proc.returncode == 0, proc.stderr
+    for pgid in groups:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
+    for cluster in (lab.control, lab.primary, lab.standby):
+        assert not (cluster.data_dir / "postmaster.pid").exists()
+    for port in lab.config.ports.values():
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
