@@ -1,0 +1,622 @@
+"""The catalog repository: SQLAlchemy Core reads and writes of the nine tables, returning frozen records.
+
+Conventions: every method runs in its own transaction; JSONB arguments take plain Python values (dicts,
+lists; datetimes, UUIDs, Decimals and timedeltas inside them are made JSON-safe); timestamps must be
+timezone-aware and come back as aware UTC; INTERVAL columns take and give `timedelta`.
+
+Concurrency: `open_execution` locks the plan row (``SELECT ... FOR NO KEY UPDATE``) before it looks for a
+running execution of the plan, so of two callers racing for the same plan exactly one opens and the other
+gets `ConflictingExecution`. `upsert_plan` serialises writers of one plan name with a transaction-level
+advisory lock (the spec has no unique constraint on ``plan_name``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import URL, Connection, make_url
+
+from disaster_recovery.catalog.records import (
+    ExecutionRecord,
+    FailoverEventRecord,
+    PlanRecord,
+    StepRecord,
+    StepSpec,
+    normalize,
+    to_json,
+)
+from disaster_recovery.catalog.tables import (
+    ACTIVE_EXECUTION_STATUSES,
+    EXECUTION_STATUS,
+    FAILOVER_STATUS,
+    STEP_STATUS,
+    TABLES,
+    disaster_recovery_plans,
+    failover_events,
+    recovery_executions,
+    recovery_step_executions,
+)
+
+STEP_UPDATABLE = frozenset(
+    {
+        "status",
+        "started_at",
+        "completed_at",
+        "duration",
+        "retry_count",
+        "output_data",
+        "validation_results",
+        "error_message",
+    }
+)
+FAILOVER_UPDATABLE = frozenset(c.name for c in failover_events.columns) - {"id"}
+
+
+class CatalogError(RuntimeError):
+    """A catalog operation could not be carried out."""
+
+
+class NotFound(CatalogError, LookupError):
+    """The row asked for does not exist."""
+
+
+class ConflictingExecution(CatalogError):
+    """Another execution of the same plan is still initiated or in progress."""
+
+    def __init__(self, execution_id: uuid.UUID, execution_name: str, plan_id: uuid.UUID | None) -> None:
+        self.execution_id = execution_id
+        self.execution_name = execution_name
+        self.plan_id = plan_id
+        super().__init__(f"plan {plan_id} already has a running execution: '{execution_name}' ({execution_id})")
+
+
+# -- value preparation --------------------------------------------------------------------------------
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _prepare(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check column names and make values bindable: JSON-safe JSONB, lists for arrays, aware timestamps."""
+    unknown = sorted(set(values) - set(table.c.keys()))
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
+    prepared: dict[str, Any] = {}
+    for name, value in values.items():
+        column_type = table.c[name].type
+        if value is None:
+            prepared[name] = None
+        elif isinstance(column_type, JSONB):
+            prepared[name] = to_json(value)
+        elif isinstance(column_type, ARRAY):
+            if isinstance(value, str):
+                raise ValueError(f"{table.name}.{name} takes a list of strings, not a string")
+            prepared[name] = list(value)
+        elif isinstance(value, dt.datetime) and value.tzinfo is None:
+            raise ValueError(f"{table.name}.{name}: naive datetime {value!r}; pass a timezone-aware one")
+        elif name in ("id", "plan_id", "execution_id"):
+            prepared[name] = _uuid(value)
+        else:
+            prepared[name] = value
+    return prepared
+
+
+def _url_from_libpq_dsn(dsn: str) -> URL:
+    from psycopg2.extensions import parse_dsn
+
+    params = parse_dsn(dsn)
+    port = params.pop("port", None)
+    return URL.create(
+        "postgresql+psycopg2",
+        username=params.pop("user", None),
+        password=params.pop("password", None),
+        host=params.pop("host", None),
+        port=int(port) if port else None,
+        database=params.pop("dbname", None),
+        query=params,
+    )
+
+
+def _check_choice(label: str, value: str, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{label} {value!r} is not one of {', '.join(choices)}")
+
+
+def _lock_key(conn: Connection, key: str) -> None:
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+class Catalog:
+    """Reads and writes of the catalog through one SQLAlchemy Engine (thread-safe, pooled)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_dsn(cls, url: str | URL, **engine_kwargs: Any) -> Catalog:
+        """A catalog on a SQLAlchemy URL (``postgresql+psycopg2://...``) or a libpq ``key=value`` DSN."""
+        engine_kwargs.setdefault("pool_pre_ping", True)
+        if isinstance(url, str) and "://" not in url:
+            url = _url_from_libpq_dsn(url)
+        return cls(create_engine(make_url(url), **engine_kwargs))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    # -- plans ----------------------------------------------------------------------------------------
+    def upsert_plan(
+        self,
+        *,
+        plan_name: str,
+        disaster_scenario: str,
+        plan_version: str,
+        plan_document: dict,
+        recovery_procedures: Any,
+        resource_requirements: Any,
+        dependencies: Any,
+        estimated_rto: dt.timedelta,
+        estimated_rpo: dt.timedelta,
+        approval_status: str,
+        approved_by: str | None,
+        approved_at: dt.datetime | None,
+        effective_date: dt.date | None,
+        review_frequency: dt.timedelta,
+        next_review_date: dt.date | None,
+        created_by: str | None = None,
+    ) -> PlanRecord:
+        """Insert the plan, or update the newest row of that name; ``updated_at`` moves only on a change.
+
+        ``created_by`` is written on insert only.
+        """
+        t = disaster_recovery_plans
+        values = _prepare(
+            t,
+            {
+                "disaster_scenario": disaster_scenario,
+                "plan_version": plan_version,
+                "plan_document": plan_document,
+                "recovery_procedures": recovery_procedures,
+                "resource_requirements": resource_requirements,
+                "dependencies": dependencies,
+                "estimated_rto": estimated_rto,
+                "estimated_rpo": estimated_rpo,
+                "approval_status": approval_status,
+                "approved_by": approved_by,
+                "approved_at": approved_at,
+                "effective_date": effective_date,
+                "review_frequency": review_frequency,
+                "next_review_date": next_review_date,
+            },
+        )
+        with self.engine.begin() as conn:
+            _lock_key(conn, f"dr_plan:{plan_name}")
+            current = conn.execute(
+                select(t.c.id)
+                .where(t.c.plan_name == plan_name)
+                .order_by(t.c.created_at.desc().nulls_last(), t.c.id.desc())
+                .limit(1)
+            ).scalar()
+            if current is None:
+                row = (
+                    conn.execute(insert(t).values(plan_name=plan_name, created_by=created_by, **values).returning(t))
+                    .mappings()
+                    .one()
+                )
+            else:
+                changed = or_(*(t.c[name].is_distinct_from(value) for name, value in values.items()))
+                row = (
+                    conn.execute(
+                        update(t).where(t.c.id == current, changed).values(**values, updated_at=func.now()).returning(t)
+                    )
+                    .mappings()
+                    .one_or_none()
+                )
+                if row is None:  # nothing changed
+                    row = conn.execute(select(t).where(t.c.id == current)).mappings().one()
+        return PlanRecord.from_row(row)
+
+    def get_plan(self, plan_id: uuid.UUID | str) -> PlanRecord:
+        t = disaster_recovery_plans
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.id == _uuid(plan_id))).mappings().one_or_none()
+        if row is None:
+            raise NotFound(f"no recovery plan with id {plan_id}")
+        return PlanRecord.from_row(row)
+
+    def latest_plan(self, plan_name: str) -> PlanRecord | None:
+        """The newest plan row of that name, or None."""
+        t = disaster_recovery_plans
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(t)
+                    .where(t.c.plan_name == plan_name)
+                    .order_by(t.c.created_at.desc().nulls_last(), t.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .one_or_none()
+            )
+        return None if row is None else PlanRecord.from_row(row)
+
+    # -- executions -----------------------------------------------------------------------------------
+    def active_executions(self, plan_id: uuid.UUID | str | None = None) -> list[ExecutionRecord]:
+        """Executions initiated or in progress (of one plan when given), oldest first."""
+        t = recovery_executions
+        query = select(t).where(t.c.status.in_(ACTIVE_EXECUTION_STATUSES))
+        if plan_id is not None:
+            query = query.where(t.c.plan_id == _uuid(plan_id))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.initiated_at, t.c.id)).mappings().all()
+        return [ExecutionRecord.from_row(r) for r in rows]
+
+    def open_execution(
+        self,
+        *,
+        execution_name: str,
+        plan_id: uuid.UUID | str | None,
+        trigger_type: str,
+        trigger_event: dict,
+        execution_mode: str,
+        initiated_by: str | None,
+        steps_total: int,
+        affected_services: Iterable[str] = (),
+    ) -> ExecutionRecord:
+        """Open an execution (status in_progress, started now), unless the plan already has a running one.
+
+        Raises `ConflictingExecution` naming the running execution, `NotFound` for an unknown plan.
+        """
+        t = recovery_executions
+        plan_uuid = None if plan_id is None else _uuid(plan_id)
+        values = _prepare(
+            t,
+            {
+                "execution_name": execution_name,
+                "plan_id": plan_uuid,
+                "trigger_type": trigger_type,
+                "trigger_event": trigger_event,
+                "execution_mode": execution_mode,
+                "initiated_by": initiated_by,
+                "recovery_steps_total": steps_total,
+                "affected_services": list(affected_services),
+            },
+        )
+        with self.engine.begin() as conn:
+            if plan_uuid is None:
+                _lock_key(conn, "dr_execution:no-plan")
+                same_plan = t.c.plan_id.is_(None)
+            else:
+                p = disaster_recovery_plans
+                locked = conn.execute(
+                    select(p.c.id).where(p.c.id == plan_uuid).with_for_update(key_share=True)
+                ).scalar()
+                if locked is None:
+                    raise NotFound(f"no recovery plan with id {plan_uuid}")
+                same_plan = t.c.plan_id == plan_uuid
+            # A new statement after the lock: in READ COMMITTED it sees a winner's committed row.
+            other = conn.execute(
+                select(t.c.id, t.c.execution_name)
+                .where(same_plan, t.c.status.in_(ACTIVE_EXECUTION_STATUSES))
+                .order_by(t.c.initiated_at, t.c.id)
+                .limit(1)
+            ).first()
+            if other is not None:
+                raise ConflictingExecution(other.id, other.execution_name, plan_uuid)
+            row = (
+                conn.execute(
+                    insert(t).values(**values, status="in_progress", started_at=func.clock_timestamp()).returning(t)
+                )
+                .mappings()
+                .one()
+            )
+        return ExecutionRecord.from_row(row)
+
+    def record_refused_execution(
+        self,
+        *,
+        execution_name: str,
+        plan_id: uuid.UUID | str | None,
+        trigger_type: str,
+        trigger_event: dict,
+        execution_mode: str,
+        initiated_by: str | None,
+        reason: str,
+    ) -> ExecutionRecord:
+        """Record a run that was refused before it started: status failed, failed now, the reason."""
+        t = recovery_executions
+        values = _prepare(
+            t,
+            {
+                "execution_name": execution_name,
+                "plan_id": plan_id,
+                "trigger_type": trigger_type,
+                "trigger_event": trigger_event,
+                "execution_mode": execution_mode,
+                "initiated_by": initiated_by,
+                "error_details": {"refused": reason},
+                "success_criteria_met": False,
+            },
+        )
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(insert(t).values(**values, status="failed", failed_at=func.clock_timestamp()).returning(t))
+                .mappings()
+                .one()
+            )
+        return ExecutionRecord.from_row(row)
+
+    def get_execution(self, execution_id: uuid.UUID | str) -> ExecutionRecord:
+        t = recovery_executions
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.id == _uuid(execution_id))).mappings().one_or_none()
+        if row is None:
+            raise NotFound(f"no recovery execution with id {execution_id}")
+        return ExecutionRecord.from_row(row)
+
+    def finalize_execution(
+        self,
+        execution_id: uuid.UUID | str,
+        *,
+        status: str,
+        completed_at: dt.datetime | None = None,
+        failed_at: dt.datetime | None = None,
+        total_duration: dt.timedelta | None,
+        actual_rto: dt.timedelta | None,
+        actual_rpo: dt.timedelta | None = None,
+        steps_completed: int,
+        steps_total: int,
+        success_criteria_met: bool | None,
+        error_details: dict | None = None,
+        execution_log: dict | None = None,
+        rollback_initiated: bool = False,
+        rollback_completed: bool = False,
+        data_loss_amount: int | None = None,
+    ) -> ExecutionRecord:
+        """Close an execution with its outcome. Columns are written as given (None -> NULL), except
+        ``execution_log`` and ``data_loss_amount``, which None leaves as they are."""
+        _check_choice("execution status", status, EXECUTION_STATUS)
+        if status in ACTIVE_EXECUTION_STATUSES:
+            raise ValueError(f"finalize_execution needs a final status, not {status!r}")
+        t = recovery_executions
+        fields: dict[str, Any] = {
+            "status": status,
+            "completed_at": completed_at,
+            "failed_at": failed_at,
+            "total_duration": total_duration,
+            "actual_rto": actual_rto,
+            "actual_rpo": actual_rpo,
+            "recovery_steps_completed": steps_completed,
+            "recovery_steps_total": steps_total,
+            "success_criteria_met": success_criteria_met,
+            "error_details": error_details,
+            "rollback_initiated": rollback_initiated,
+            "rollback_completed": rollback_completed,
+        }
+        if execution_log is not None:
+            fields["execution_log"] = execution_log
+        if data_loss_amount is not None:
+            fields["data_loss_amount"] = data_loss_amount
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(update(t).where(t.c.id == _uuid(execution_id)).values(**_prepare(t, fields)).returning(t))
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise NotFound(f"no recovery execution with id {execution_id}")
+        return ExecutionRecord.from_row(row)
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def create_step_rows(self, execution_id: uuid.UUID | str, steps: Iterable[StepSpec]) -> list[StepRecord]:
+        """Create the pending step rows of an execution; steps that already have a row are left alone
+        (a retried task does not duplicate them). Returns all step rows of the execution, in order."""
+        steps = list(steps)
+        names = [s.step_name for s in steps]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate step name(s): {', '.join(duplicates)}")
+        exec_id = _uuid(execution_id)
+        t, e = recovery_step_executions, recovery_executions
+        with self.engine.begin() as conn:
+            found = conn.execute(select(e.c.id).where(e.c.id == exec_id).with_for_update(key_share=True)).scalar()
+            if found is None:
+                raise NotFound(f"no recovery execution with id {execution_id}")
+            existing = set(conn.execute(select(t.c.step_name).where(t.c.execution_id == exec_id)).scalars())
+            rows = [
+                _prepare(
+                    t,
+                    {
+                        "execution_id": exec_id,
+                        "step_name": s.step_name,
+                        "step_order": s.step_order,
+                        "step_type": s.step_type,
+                        "step_config": s.step_config,
+                        "max_retries": s.max_retries,
+                        "success_criteria": s.success_criteria,
+                        "dependencies": list(s.dependencies),
+                        "parallel_group": s.parallel_group,
+                        "status": "pending",
+                    },
+                )
+                for s in steps
+                if s.step_name not in existing
+            ]
+            if rows:
+                conn.execute(insert(t), rows)
+            result = conn.execute(self._steps_query(exec_id)).mappings().all()
+        return [StepRecord.from_row(r) for r in result]
+
+    def update_step(self, execution_id: uuid.UUID | str, step_name: str, **fields: Any) -> StepRecord:
+        """Update a step row: status, started_at, completed_at, duration, retry_count, output_data,
+        validation_results, error_message."""
+        unknown = sorted(set(fields) - STEP_UPDATABLE)
+        if unknown:
+            raise ValueError(
+                f"update_step cannot set {', '.join(unknown)}; allowed: {', '.join(sorted(STEP_UPDATABLE))}"
+            )
+        if not fields:
+            raise ValueError("update_step needs at least one field")
+        if "status" in fields:
+            _check_choice("step status", fields["status"], STEP_STATUS)
+        t = recovery_step_executions
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(
+                    update(t)
+                    .where(t.c.execution_id == _uuid(execution_id), t.c.step_name == step_name)
+                    .values(**_prepare(t, fields))
+                    .returning(t)
+                )
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise NotFound(f"execution {execution_id} has no step {step_name!r}")
+        return StepRecord.from_row(row)
+
+    def get_steps(self, execution_id: uuid.UUID | str) -> list[StepRecord]:
+        """The step rows of an execution, by step_order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._steps_query(_uuid(execution_id))).mappings().all()
+        return [StepRecord.from_row(r) for r in rows]
+
+    @staticmethod
+    def _steps_query(execution_id: uuid.UUID):
+        t = recovery_step_executions
+        return select(t).where(t.c.execution_id == execution_id).order_by(t.c.step_order, t.c.created_at, t.c.id)
+
+    # -- failover events ------------------------------------------------------------------------------
+    def record_failover_event(
+        self,
+        *,
+        event_name: str,
+        trigger_type: str,
+        source_system: str,
+        target_system: str,
+        failover_reason: str,
+        automated: bool = False,
+        status: str = "initiated",
+        initiated_at: dt.datetime | None = None,
+        completed_at: dt.datetime | None = None,
+        duration: dt.timedelta | None = None,
+        data_consistency_check: bool = False,
+        traffic_redirected: bool = False,
+        dns_updated: bool = False,
+        ssl_certificates_migrated: bool = False,
+        rollback_plan: dict | None = None,
+        success_validation: dict | None = None,
+        impact_assessment: dict | None = None,
+        notification_sent: bool = False,
+        created_by: str | None = None,
+    ) -> FailoverEventRecord:
+        """Insert a failover_events row (initiated_at defaults to now)."""
+        _check_choice("failover status", status, FAILOVER_STATUS)
+        values = {k: v for k, v in locals().items() if k != "self"}
+        if initiated_at is None:
+            values.pop("initiated_at")
+        t = failover_events
+        with self.engine.begin() as conn:
+            row = conn.execute(insert(t).values(**_prepare(t, values)).returning(t)).mappings().one()
+        return FailoverEventRecord.from_row(row)
+
+    def update_failover_event(self, event_id: uuid.UUID | str, **fields: Any) -> FailoverEventRecord:
+        """Update columns of a failover_events row (e.g. status, completed_at, duration, dns_updated)."""
+        unknown = sorted(set(fields) - FAILOVER_UPDATABLE)
+        if unknown or not fields:
+            raise ValueError(f"update_failover_event cannot set {', '.join(unknown) or 'nothing'}")
+        if "status" in fields:
+            _check_choice("failover status", fields["status"], FAILOVER_STATUS)
+        t = failover_events
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(update(t).where(t.c.id == _uuid(event_id)).values(**_prepare(t, fields)).returning(t))
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise NotFound(f"no failover event with id {event_id}")
+        return FailoverEventRecord.from_row(row)
+
+    # -- generic --------------------------------------------------------------------------------------
+    def insert(self, table_name: str, **values: Any) -> dict[str, Any]:
+        """Insert one row into any catalog table; returns the whole row (a plain dict, normalised)."""
+        t = self._table(table_name)
+        with self.engine.begin() as conn:
+            row = conn.execute(insert(t).values(**_prepare(t, values)).returning(t)).mappings().one()
+        return {k: normalize(v) for k, v in row.items()}
+
+    def update_row(self, table_name: str, row_id: uuid.UUID | str, **values: Any) -> dict[str, Any]:
+        """Update one row (by id) of any catalog table; returns the whole row."""
+        if not values:
+            raise ValueError("update_row needs at least one column")
+        t = self._table(table_name)
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(update(t).where(t.c.id == _uuid(row_id)).values(**_prepare(t, values)).returning(t))
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise NotFound(f"no {table_name} row with id {row_id}")
+        return {k: normalize(v) for k, v in row.items()}
+
+    @staticmethod
+    def _table(table_name: str) -> Table:
+        try:
+            return TABLES[table_name]
+        except KeyError:
+            raise ValueError(f"{table_name!r} is not a catalog table ({', '.join(sorted(TABLES))})") from None
+
+
+def catalog_from_connection(conn_id: str = "dr_catalog", **engine_kwargs: Any) -> Catalog:
+    """A catalog on the database of an Airflow Postgres connection (psycopg2 unless the connection's
+    ``sqlalchemy_scheme`` extra names another driver; libpq extras such as sslmode are passed on)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    extra = hook.connection.extra_dejson
+    url = hook.sqlalchemy_url
+    if not extra.get("sqlalchemy_scheme"):
+        url = url.set(drivername="postgresql+psycopg2")
+    libpq = {
+        k: str(v)
+        for k, v in extra.items()
+        if k
+        in (
+            "sslmode",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
+            "connect_timeout",
+            "application_name",
+            "options",
+            "target_session_attrs",
+            "keepalives",
+            "keepalives_idle",
+        )
+        and k not in url.query
+    }
+    if libpq:
+        url = url.update_query_dict(libpq)
+    return Catalog.from_dsn(url, **engine_kwargs)
+
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "ConflictingExecution",
+    "NotFound",
+    "StepSpec",
+    "catalog_from_connection",
+]
