@@ -1,0 +1,62 @@
+"""Where notices go: e-mail through an SMTP connection, or a webhook."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import PlanModel, raise_problems
+from .checks import check_url
+from .enums import NotificationEvent
+from .names import ConnId, EmailAddress
+from .secret_keys import find_secret_keys, secret_key_message
+
+
+class EmailChannel(PlanModel):
+    """Mail through Airflow's SMTP provider; ``subject``/``body`` are Jinja templates."""
+
+    kind: Literal["email"]
+    smtp_conn_id: ConnId = "smtp_default"
+    to: tuple[EmailAddress, ...] = Field(min_length=1)
+    subject: str | None = Field(None, description="template; default: a subject naming plan and status")
+    body: str | None = Field(None, description="template; default: a summary of the execution")
+
+
+class WebhookChannel(PlanModel):
+    """A JSON request to a webhook; string values of ``payload`` are Jinja templates."""
+
+    kind: Literal["webhook"]
+    http_conn_id: ConnId | None = Field(None, description="Airflow HTTP connection (base URL, auth)")
+    url: str | None = Field(None, description="full URL when no connection is needed")
+    endpoint: str = Field("", description="path appended to the connection's base URL")
+    method: Literal["POST", "PUT"] = "POST"
+    payload: dict[str, Any] | None = Field(None, description="JSON body template; default: a summary of the execution")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WebhookChannel:
+        problems: list[Any] = []
+        if (self.url is None) == (self.http_conn_id is None):
+            problems.append((("url",), "give exactly one of 'url' or 'http_conn_id'", self.url))
+        if self.url is not None:
+            problems += check_url(self.url, "url")
+            if self.endpoint:
+                problems.append((("endpoint",), "'endpoint' goes with 'http_conn_id', not 'url'", self.endpoint))
+        for path in find_secret_keys(self.payload or {}):
+            problems.append((("payload", *path), secret_key_message(str(path[-1]), ["http_conn_id"]), None))
+        raise_problems(type(self).__name__, problems)
+        return self
+
+
+Channel = Annotated[EmailChannel | WebhookChannel, Field(discriminator="kind")]
+
+
+class PlanNotifications(PlanModel):
+    """Plan-wide notices about an execution, and the default channels of notification steps."""
+
+    channels: tuple[Channel, ...] = ()
+    events: tuple[NotificationEvent, ...] = (
+        NotificationEvent.COMPLETED,
+        NotificationEvent.FAILED,
+        NotificationEvent.ROLLED_BACK,
+    )

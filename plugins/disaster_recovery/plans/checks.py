@@ -1,0 +1,75 @@
+"""Checks a ``validation`` step runs (and a ``service_start`` health check): sql, tcp, http."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import PlanModel, raise_problems
+from .durations import PositiveDuration
+from .names import ConnId
+from .secret_keys import url_has_credentials
+
+
+def check_url(url: str, loc: str) -> list[tuple[tuple[str, ...], str, Any]]:
+    if not url.startswith(("http://", "https://")):
+        return [((loc,), f"{url!r} is not an http:// or https:// URL", url)]
+    if url_has_credentials(url):
+        return [((loc,), "URL embeds a password; use an http connection (http_conn_id) instead", url)]
+    return []
+
+
+class SqlCheck(PlanModel):
+    """Runs ``query`` on ``conn_id``; the first column of the first row is compared to ``expected``."""
+
+    kind: Literal["sql"]
+    name: str | None = Field(None, max_length=100, description="label shown in results")
+    conn_id: ConnId = Field(description="Airflow connection of the database to query")
+    query: str = Field(min_length=1, description="a single SQL statement; read-only is best")
+    expected: Any = Field(
+        None,
+        description="value the first column of the first row must equal; null: the query only has to run",
+    )
+    timeout: PositiveDuration = timedelta(seconds=30)
+
+
+class TcpCheck(PlanModel):
+    """A TCP connect to ``host:port`` succeeds within ``timeout``."""
+
+    kind: Literal["tcp"]
+    name: str | None = Field(None, max_length=100, description="label shown in results")
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    timeout: PositiveDuration = timedelta(seconds=5)
+
+
+class HttpCheck(PlanModel):
+    """An HTTP request answers with ``expected_status`` (and a body containing a text)."""
+
+    kind: Literal["http"]
+    name: str | None = Field(None, max_length=100, description="label shown in results")
+    url: str | None = Field(None, description="full URL; or use http_conn_id + endpoint")
+    http_conn_id: ConnId | None = Field(None, description="Airflow HTTP connection (base URL, auth)")
+    endpoint: str = Field("", description="path appended to the connection's base URL")
+    method: Literal["GET", "HEAD"] = "GET"
+    expected_status: int = Field(200, ge=100, le=599)
+    expect_body_contains: str | None = None
+    timeout: PositiveDuration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> HttpCheck:
+        problems = []
+        if (self.url is None) == (self.http_conn_id is None):
+            problems.append((("url",), "give exactly one of 'url' or 'http_conn_id'", self.url))
+        if self.url is not None:
+            problems += check_url(self.url, "url")
+            if self.endpoint:
+                problems.append((("endpoint",), "'endpoint' goes with 'http_conn_id', not 'url'", self.endpoint))
+        raise_problems(type(self).__name__, problems)
+        return self
+
+
+Check = Annotated[SqlCheck | TcpCheck | HttpCheck, Field(discriminator="kind")]
+HealthCheck = Annotated[TcpCheck | HttpCheck, Field(discriminator="kind")]
