@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="dr-tests-"))
-# The clusters run as the unprivileged postgres OS user when we are root: it must reach its folders.
-_SESSION_DIR.chmod(0o755)
+from tests.support import REPO, SESSION_DIR, destroy_all, drop_cluster, make_cluster, register_cluster
 
+_SESSION_DIR = SESSION_DIR
 os.environ.setdefault("AIRFLOW_HOME", str(_SESSION_DIR / "airflow"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
@@ -32,41 +28,13 @@ os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_SESSION_DIR / "airflow" /
 (_SESSION_DIR / "airflow").mkdir(exist_ok=True)
 
 from disaster_recovery.catalog.migrations import migrate  # noqa: E402
-from disaster_recovery.postgres.cluster import (  # noqa: E402
-    LocalCluster,
-    create_standby,
-    free_port,
-    wait_streaming,
-)
+from disaster_recovery.postgres.cluster import LocalCluster, create_standby, free_port, wait_streaming  # noqa: E402
+
+__all__ = ["drop_cluster", "make_cluster", "register_cluster"]
 
 
 def pytest_sessionfinish(session, exitstatus):
-    for cluster in list(_CLUSTERS):
-        cluster.destroy()
-    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
-
-
-_CLUSTERS: list[LocalCluster] = []
-
-
-def make_cluster(name: str, *, base: Path | None = None) -> LocalCluster:
-    """A new running cluster under the session folder (destroyed at the latest when the session ends)."""
-    folder = base or _SESSION_DIR / "clusters"
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o755)
-    cluster = LocalCluster(
-        data_dir=folder / f"{name}-{secrets.token_hex(3)}", port=free_port(), password=secrets.token_hex(12)
-    )
-    _CLUSTERS.append(cluster)
-    cluster.initdb()
-    cluster.start()
-    return cluster
-
-
-def drop_cluster(cluster: LocalCluster) -> None:
-    cluster.destroy()
-    if cluster in _CLUSTERS:
-        _CLUSTERS.remove(cluster)
+    destroy_all()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +66,7 @@ def cluster_pair():
     primary = make_cluster("primary")
     standby = create_standby(primary, data_dir=primary.data_dir.parent / f"standby-{secrets.token_hex(3)}",
                              port=free_port(), slot="standby_slot")
-    _CLUSTERS.append(standby)
+    register_cluster(standby)
     standby.start()
     wait_streaming(primary, application_name=standby.name)
     yield primary, standby

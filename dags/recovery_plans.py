@@ -1,0 +1,11 @@
+"""One DAG per recovery plan in include/plans/ (or $DR_PLANS_DIR): dr_plan__<name>.
+
+Parse-time work is reading YAML only. A task's process builds just its own DAG (get_parsing_context).
+Invalid plans are reported by recovery_plan_errors.py, so they never hide the valid ones.
+"""
+
+from airflow.sdk import get_parsing_context
+
+from disaster_recovery.rendering import build_dags
+
+globals().update(build_dags(only_dag_id=get_parsing_context().dag_id))

@@ -1,0 +1,1 @@
+"""Execution governance: admission, outcome, RTO/RPO accounting (pure)."""

@@ -1,0 +1,46 @@
+"""May this execution start? The spec's validateExecution, decided on a snapshot (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from disaster_recovery.health.criteria import CriteriaVerdict
+from disaster_recovery.plans import Plan
+
+TRIGGER_TYPES = ("manual", "automated", "scheduled", "alert_based")
+
+
+@dataclass(frozen=True)
+class Admission:
+    allowed: bool
+    sentence: str
+
+
+def admit_execution(
+    plan: Plan,
+    *,
+    today: date,
+    trigger_type: str,
+    active_execution_names: tuple[str, ...],
+    criteria: CriteriaVerdict | None,
+) -> Admission:
+    """The first reason to refuse, or admission. ``criteria`` is needed for automated triggers."""
+    if trigger_type not in TRIGGER_TYPES:
+        return Admission(False, f"unknown trigger_type {trigger_type!r}; expected one of {', '.join(TRIGGER_TYPES)}")
+    status = plan.approval.status.value
+    if status != "approved":
+        return Admission(False, f"recovery plan {plan.name!r} is not approved (approval status: {status})")
+    if plan.effective_date and plan.effective_date > today:
+        return Admission(False, f"recovery plan {plan.name!r} is not yet effective (effective {plan.effective_date})")
+    if active_execution_names:
+        return Admission(
+            False,
+            f"another recovery execution of {plan.name!r} is already in progress: {', '.join(active_execution_names)}",
+        )
+    if trigger_type in ("automated", "alert_based"):
+        if criteria is None or not criteria.met:
+            reason = criteria.sentence if criteria else "no health data to check the failover criteria against"
+            return Admission(False, f"automated trigger refused: {reason}")
+        return Admission(True, f"admitted: {criteria.sentence}")
+    return Admission(True, f"admitted: plan {plan.name!r} is approved and effective; no other execution is running")

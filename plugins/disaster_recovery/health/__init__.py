@@ -1,0 +1,1 @@
+"""Service health: probes, thresholds, failover criteria."""

@@ -1,0 +1,1 @@
+"""Running a rendered plan: the operators and the I/O around each step."""

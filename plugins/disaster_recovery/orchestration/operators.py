@@ -1,0 +1,69 @@
+"""The operators a rendered plan is made of. They connect Airflow to `runtime`, which does the I/O.
+
+Each operator holds the (frozen) plan it was rendered from; the work happens in `execute`, so building a
+DAG never touches the catalog or a connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from disaster_recovery.plans import Plan
+
+
+class _PlanOperator(BaseOperator):
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
+
+class ValidateExecutionOperator(_PlanOperator):
+    """Admit the execution (approved, effective, no other running, criteria for automated triggers) and
+    open its recovery_executions row; a refusal is recorded with its reason and fails fast."""
+
+    ui_color = "#fff3cd"
+
+    def execute(self, context) -> str:
+        from disaster_recovery.orchestration import runtime
+
+        return runtime.validate_and_open(self.plan, context)
+
+
+class RecoveryStepOperator(_PlanOperator):
+    """Run one plan step through its registered executor, recording its recovery_step_executions row."""
+
+    def __init__(self, *, step_name: str, rollback: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step_name = step_name
+        self.rollback = rollback
+
+    def execute(self, context) -> dict:
+        from disaster_recovery.orchestration import runtime
+
+        return runtime.run_step(self.plan, self.step_name, context, retries=self.retries)
+
+
+class RollbackGateOperator(_PlanOperator):
+    """Let the rollback steps run only when a step failed and the plan's rollback criteria hold."""
+
+    ui_color = "#f8d7da"
+
+    def execute(self, context) -> str:
+        from disaster_recovery.orchestration import runtime
+
+        return runtime.rollback_gate(self.plan, context)
+
+
+class FinalizeExecutionOperator(_PlanOperator):
+    """Write the outcome (status, steps, RTO/RPO), notify, and fail unless the execution completed."""
+
+    ui_color = "#d4edda"
+
+    def execute(self, context) -> dict:
+        from disaster_recovery.orchestration import runtime
+
+        return runtime.finalize(self.plan, context)

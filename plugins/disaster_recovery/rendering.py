@@ -1,0 +1,176 @@
+"""Plan -> Airflow DAG. No hooks, no catalog, no network: only the plan model and the operators' classes.
+
+Shape of a rendered plan `x` (DAG `dr_plan__x`):
+
+  validate_execution -> <steps in plan order; a parallel group at its first member's position;
+                         depends_on adds edges> -> finalize_execution
+                     -> rollback_gate -> <rollback steps> -> finalize_execution   (only with rollback_steps)
+
+`finalize_execution` runs whatever happened (all_done), writes the outcome and fails the run unless the
+execution completed, so the DAG run's state agrees with the catalog.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import DAG, Param, TriggerRule
+
+from disaster_recovery.orchestration.operators import (
+    FinalizeExecutionOperator,
+    RecoveryStepOperator,
+    RollbackGateOperator,
+    ValidateExecutionOperator,
+)
+from disaster_recovery.plans import Plan, PlanSet, format_duration, load_plan_files
+from disaster_recovery.plans.loader import plan_files
+from disaster_recovery.steps.registry import implemented_step_types
+
+DAG_ID_PREFIX = "dr_plan__"
+REPO = Path(__file__).resolve().parents[2]
+VALIDATE_TASK = "validate_execution"
+FINALIZE_TASK = "finalize_execution"
+ROLLBACK_GATE_TASK = "rollback_gate"
+
+
+def plans_dir() -> Path:
+    return Path(os.environ.get("DR_PLANS_DIR") or REPO / "include" / "plans")
+
+
+def _doc_md(plan: Plan, source: Path | None) -> str:
+    lines = [
+        f"# Recovery plan `{plan.name}` (v{plan.version})",
+        "",
+        plan.description or "",
+        "",
+        f"- **Scenario:** {plan.disaster_scenario.value}",
+        f"- **Objectives:** RTO {format_duration(plan.objectives.rto)}, RPO {format_duration(plan.objectives.rpo)}",
+        f"- **Approval:** {plan.approval.status.value}"
+        + (f" by {plan.approval.approved_by} at {plan.approval.approved_at}" if plan.approval.approved_by else ""),
+        f"- **Source:** `{source}`" if source else "",
+        "",
+        "| # | step | type | after | group | retries |",
+        "|---|---|---|---|---|---|",
+    ]
+    graph = plan.graph()
+    for i, name in enumerate(graph.order, 1):
+        step = plan.get_step(name)
+        lines.append(
+            f"| {i} | `{name}` | {step.type.value} | {', '.join(graph.upstream[name]) or '—'} | "
+            f"{step.parallel_group or ''} | {step.retries} |"
+        )
+    return "\n".join(lines)
+
+
+def _step_task(plan: Plan, step, *, rollback: bool) -> RecoveryStepOperator:
+    return RecoveryStepOperator(
+        task_id=step.name,
+        plan=plan,
+        step_name=step.name,
+        rollback=rollback,
+        retries=step.retries,
+        retry_delay=step.retry_delay,
+        retry_exponential_backoff=2.0 if step.retry_exponential_backoff else 0,
+        max_retry_delay=step.max_retry_delay,
+        execution_timeout=step.timeout,
+        doc_md=step.description or None,
+    )
+
+
+def render_plan(plan: Plan, *, source: Path | None = None) -> DAG:
+    """The DAG of one valid plan."""
+    tags = sorted({"disaster-recovery", "recovery-plan", plan.disaster_scenario.value, *plan.tags})
+    with DAG(
+        dag_id=plan.dag_id,
+        description=(plan.description or f"Recovery plan {plan.name}")[:200],
+        schedule=None,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=tags,
+        doc_md=_doc_md(plan, source),
+        default_args={"retries": 0, "owner": "disaster-recovery"},
+        params={
+            "reason": Param("manual trigger", type="string", minLength=1, description="why this recovery runs"),
+            "execution_mode": Param(
+                plan.execution_mode.value,
+                enum=["manual", "semi_automated", "fully_automated", "test"],
+                description="test: every step runs as a dry run",
+            ),
+            "trigger_type": Param("manual", enum=["manual", "automated", "scheduled", "alert_based"]),
+            "dry_run": Param(False, type="boolean", description="check preconditions, change nothing"),
+        },
+        render_template_as_native_obj=False,
+    ) as dag:
+        validate = ValidateExecutionOperator(task_id=VALIDATE_TASK, plan=plan, retries=0)
+        finalize = FinalizeExecutionOperator(
+            task_id=FINALIZE_TASK, plan=plan, trigger_rule=TriggerRule.ALL_DONE, retries=1
+        )
+        tasks = {step.name: _step_task(plan, step, rollback=False) for step in plan.steps}
+        graph = plan.graph()
+        for name in graph.order:
+            ups = graph.upstream[name]
+            if ups:
+                for up in ups:
+                    tasks[up] >> tasks[name]
+            else:
+                validate >> tasks[name]
+        for leaf in graph.leaves:
+            tasks[leaf] >> finalize
+        validate >> finalize
+        if plan.rollback_steps:
+            gate = RollbackGateOperator(
+                task_id=ROLLBACK_GATE_TASK, plan=plan, trigger_rule=TriggerRule.ALL_DONE, retries=0
+            )
+            for name in graph.order:
+                tasks[name] >> gate
+            rollback_tasks = {s.name: _step_task(plan, s, rollback=True) for s in plan.rollback_steps}
+            rgraph = plan.rollback_graph()
+            for name in rgraph.order:
+                for up in rgraph.upstream[name] or ():
+                    rollback_tasks[up] >> rollback_tasks[name]
+                if not rgraph.upstream[name]:
+                    gate >> rollback_tasks[name]
+            for leaf in rgraph.leaves:
+                rollback_tasks[leaf] >> finalize
+            gate >> finalize
+    return dag
+
+
+def load_valid_plans(files: Iterable[Path]) -> PlanSet:
+    return load_plan_files(files, implemented_step_types=implemented_step_types())
+
+
+def build_dags(directory: Path | None = None, *, only_dag_id: str | None = None) -> dict[str, DAG]:
+    """Every valid plan of the folder as a DAG (invalid ones are reported by `plan_problems`).
+
+    With ``only_dag_id`` (a task's process, from get_parsing_context) just that plan's file is read when
+    its file is named after the plan, as the plans in this repository are.
+    """
+    directory = directory or plans_dir()
+    if not directory.is_dir():
+        return {}
+    files = plan_files(directory)
+    if only_dag_id and only_dag_id.startswith(DAG_ID_PREFIX):
+        name = only_dag_id[len(DAG_ID_PREFIX):]
+        named = [f for f in files if f.stem == name]
+        if named:
+            plan_set = load_valid_plans(named)
+            if name in plan_set.plans:
+                return {only_dag_id: render_plan(plan_set.plans[name], source=plan_set.sources[name])}
+    plan_set = load_valid_plans(files)
+    dags = {plan.dag_id: render_plan(plan, source=plan_set.sources[name]) for name, plan in plan_set.plans.items()}
+    if only_dag_id and only_dag_id in dags:
+        return {only_dag_id: dags[only_dag_id]}
+    return dags
+
+
+def plan_problems(directory: Path | None = None) -> list[str]:
+    """One line per problem of the folder's plans (file, step, field), for Airflow's import errors."""
+    directory = directory or plans_dir()
+    if not directory.is_dir():
+        return [f"{directory}: the plans folder does not exist (set DR_PLANS_DIR)"]
+    return [str(p) for p in load_valid_plans(plan_files(directory)).problems]
