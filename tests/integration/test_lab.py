@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -105,6 +106,41 @@ def test_second_up_is_harmless(lab):
     assert proc.returncode == 0, proc.stderr
     assert {name: lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS} == pids
     assert lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0] == before
+
+
+def test_failover_plan_triggered_through_the_rest_api(lab, token):
+    """End to end: the shipped plan, triggered like an operator would, fails the lab's primary over."""
+    headers = {"Authorization": f"Bearer {token}"}
+    dag_id = "dr_plan__wedsync-database-failover"
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the plan's DAG never appeared"
+        time.sleep(1)
+    resp = httpx.post(
+        f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns",
+        headers=headers,
+        json={"logical_date": None, "conf": {"reason": "end-to-end test", "trigger_type": "manual"}},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["dag_run_id"]
+    deadline = time.monotonic() + 300
+    state = None
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers,
+                          timeout=10).json()["state"]
+        if state in ("success", "failed"):
+            break
+        time.sleep(1)
+    assert state == "success"
+    assert not lab.standby.in_recovery()
+    row = lab.control.query(
+        "SELECT status, trigger_event->>'initiator', recovery_steps_completed FROM recovery_executions "
+        "WHERE trigger_event->>'run_id' = %s", (run_id,), dbname="dr_catalog",
+    )
+    assert row == [("completed", lab.config.admin_user, 5)]
+    assert list((lab.home / "mail").glob("*.eml"))
+    assert "failover" in (lab.home / "webhooks.jsonl").read_text()
 
 
 def test_down_leaves_no_process_or_port_behind(lab):
