@@ -49,13 +49,15 @@ def test_validate_a_bad_folder_prints_one_line_per_problem(tmp_path):
     write_plan(tmp_path, "name: [\n", "broken.yaml")
     done = run_cli("plans", "validate", str(tmp_path))
     assert done.returncode == 1
-    assert done.stdout.splitlines() == [
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [
         f"{tmp_path}/bad.yaml: step 'promote' field 'config.lag_limit_bytes': "
         "unknown key 'lag_limit_bytes'; did you mean 'max_lag_bytes'?",
         f"{tmp_path}/bad.yaml: step 'check' field 'depends_on': unknown step 'ghost'",
-        f"{tmp_path}/broken.yaml: invalid YAML at line 2, column 1: "
-        "while parsing a flow node, expected the node content, but found '<stream end>'",
     ]
+    # The wording after the position is libyaml's (or PyYAML's, where it was built without libyaml).
+    assert len(lines) == 3
+    assert lines[2].startswith(f"{tmp_path}/broken.yaml: invalid YAML at line 2, column 1: while parsing a flow node")
     assert done.stderr.strip() == "3 problem(s) in 2 file(s); 1 plan(s) valid"
 
 

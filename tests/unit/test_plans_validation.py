@@ -428,7 +428,7 @@ def test_plan_problem_names_file_and_field(tmp_path, data, field, fragment):
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("name: x\n  bad: [\n", "invalid YAML at line 2, column 6: mapping values are not allowed here"),
+        ("name: x\n  bad: [\n", "invalid YAML at line 2, column 6: mapping values are not allowed"),
         ("steps: [\n", "invalid YAML at line 2"),
         ("name: a\nname: b\n", "invalid YAML at line 2, column 1: found duplicate key 'name' (first at line 1)"),
         ("", "expected a plan (a mapping of keys) but found nothing"),

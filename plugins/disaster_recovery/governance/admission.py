@@ -9,6 +9,7 @@ from disaster_recovery.health.criteria import CriteriaVerdict
 from disaster_recovery.plans import Plan
 
 TRIGGER_TYPES = ("manual", "automated", "scheduled", "alert_based")
+EXECUTION_MODES = ("manual", "semi_automated", "fully_automated", "test")
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,17 @@ def admit_execution(
     *,
     today: date,
     trigger_type: str,
+    execution_mode: str = "manual",
     active_execution_names: tuple[str, ...],
     criteria: CriteriaVerdict | None,
 ) -> Admission:
     """The first reason to refuse, or admission. ``criteria`` is needed for automated triggers."""
     if trigger_type not in TRIGGER_TYPES:
         return Admission(False, f"unknown trigger_type {trigger_type!r}; expected one of {', '.join(TRIGGER_TYPES)}")
+    if execution_mode not in EXECUTION_MODES:
+        return Admission(
+            False, f"unknown execution_mode {execution_mode!r}; expected one of {', '.join(EXECUTION_MODES)}"
+        )
     status = plan.approval.status.value
     if status != "approved":
         return Admission(False, f"recovery plan {plan.name!r} is not approved (approval status: {status})")

@@ -14,11 +14,12 @@ from disaster_recovery.plans import Plan
 
 
 class _PlanOperator(BaseOperator):
-    ui_color = "#e8f1fb"
+    """Base of our operators. It has no __init__ of its own on purpose: Airflow wraps every __init__ in
+    the class chain with apply_defaults, which copies the DAG's defaults and params once per level, and
+    a plan file renders thousands of these operators."""
 
-    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
+    ui_color = "#e8f1fb"
+    plan: Plan
 
 
 class ValidateExecutionOperator(_PlanOperator):
@@ -26,6 +27,10 @@ class ValidateExecutionOperator(_PlanOperator):
     open its recovery_executions row; a refusal is recorded with its reason and fails fast."""
 
     ui_color = "#fff3cd"
+
+    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
 
     def execute(self, context) -> str:
         from disaster_recovery.orchestration import runtime
@@ -36,8 +41,9 @@ class ValidateExecutionOperator(_PlanOperator):
 class RecoveryStepOperator(_PlanOperator):
     """Run one plan step through its registered executor, recording its recovery_step_executions row."""
 
-    def __init__(self, *, step_name: str, rollback: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, plan: Plan, step_name: str, rollback: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.plan = plan
         self.step_name = step_name
         self.rollback = rollback
 
@@ -52,6 +58,10 @@ class RollbackGateOperator(_PlanOperator):
 
     ui_color = "#f8d7da"
 
+    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
     def execute(self, context) -> str:
         from disaster_recovery.orchestration import runtime
 
@@ -62,6 +72,10 @@ class FinalizeExecutionOperator(_PlanOperator):
     """Write the outcome (status, steps, RTO/RPO), notify, and fail unless the execution completed."""
 
     ui_color = "#d4edda"
+
+    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
 
     def execute(self, context) -> dict:
         from disaster_recovery.orchestration import runtime

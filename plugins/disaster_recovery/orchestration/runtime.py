@@ -36,22 +36,33 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _run_info(context) -> dict[str, Any]:
-    params = context.get("params") or {}
+def run_info(plan: Plan, context) -> dict[str, Any]:
+    """The run's parameters: the plan's defaults, then the task's params, then the run's conf.
+
+    Only validate_execution carries the DAG's params (see rendering); every task sees the run's conf.
+    """
     dag_run = context["dag_run"]
+    values: dict[str, Any] = {
+        "reason": "manual trigger",
+        "execution_mode": plan.execution_mode.value,
+        "trigger_type": "manual",
+        "dry_run": False,
+    }
+    values.update({k: v for k, v in dict(context.get("params") or {}).items() if k in values})
     conf = dict(getattr(dag_run, "conf", None) or {})
+    values.update({k: v for k, v in conf.items() if k in values and v is not None})
     user = (
         conf.get("initiated_by")
         or getattr(dag_run, "triggering_user_name", None)
         or os.environ.get("USER")
         or "airflow"
     )
-    mode = params.get("execution_mode") or "manual"
+    mode = str(values["execution_mode"])
     return {
-        "reason": params.get("reason") or "manual trigger",
-        "trigger_type": params.get("trigger_type") or "manual",
+        "reason": str(values["reason"] or "manual trigger"),
+        "trigger_type": str(values["trigger_type"]),
         "execution_mode": mode,
-        "dry_run": bool(params.get("dry_run")) or mode == "test",
+        "dry_run": values["dry_run"] in (True, "true", "True", 1) or mode == "test",
         "initiated_by": str(user),
         "run_id": dag_run.run_id,
         "dag_id": dag_run.dag_id,
@@ -144,7 +155,7 @@ def _connection_ids(value: Any) -> set[str]:
 
 # -- tasks --------------------------------------------------------------------------------------------
 def validate_and_open(plan: Plan, context) -> str:
-    info = _run_info(context)
+    info = run_info(plan, context)
     cat = catalog()
     try:
         plan_row = upsert_plan_record(cat, plan)
@@ -157,6 +168,7 @@ def validate_and_open(plan: Plan, context) -> str:
             plan,
             today=date.today(),
             trigger_type=info["trigger_type"],
+            execution_mode=info["execution_mode"],
             active_execution_names=tuple(e.execution_name for e in active),
             criteria=verdict,
         )
@@ -207,7 +219,7 @@ def _execution_id(context) -> str:
 
 
 def run_step(plan: Plan, step_name: str, context, *, retries: int) -> dict:
-    info = _run_info(context)
+    info = run_info(plan, context)
     execution_id = _execution_id(context)
     step = plan.get_step(step_name)
     ti = context["ti"]
@@ -307,7 +319,7 @@ def finalize(plan: Plan, context) -> dict:
     execution_id = context["ti"].xcom_pull(task_ids=VALIDATE_TASK)
     if not execution_id:
         raise AirflowFailException("the execution was refused or could not be opened; see validate_execution")
-    info = _run_info(context)
+    info = run_info(plan, context)
     cat = catalog()
     try:
         rows = cat.get_steps(execution_id)
