@@ -177,9 +177,11 @@ def test_a_second_concurrent_execution_is_refused(env):
     assert env["catalog"].get_execution(running.id).status == "in_progress"
 
 
-def test_failing_step_retries_then_fails_the_run_and_the_execution(env):
-    dag_id = write_plan(env["plans"], sql_plan("failing-plan", conn_id="wedsync_primary",
-                                               query="SELECT 41", expected=42, retries=2))
+def test_failing_step_retries_then_fails_the_run_and_the_execution(env, sinks):
+    plan = sql_plan("failing-plan", conn_id="wedsync_primary", query="SELECT 41", expected=42, retries=2)
+    plan["notifications"] = {"events": ["started", "failed"],
+                             "channels": [{"kind": "webhook", "http_conn_id": "dr_webhook"}]}
+    dag_id = write_plan(env["plans"], plan)
     dag_run = run(env, dag_id)
     assert dag_run.state == "failed"
     (row,) = executions(env, "failing-plan")
@@ -189,6 +191,9 @@ def test_failing_step_retries_then_fails_the_run_and_the_execution(env):
     assert step.status == "failed"
     assert step.retry_count == 2
     assert "41" in step.error_message
+    assert step.output_data["checks"][0]["actual"] == 41  # what the failed check saw is kept
+    notices = [h for h in sinks["hooks"] if h.get("plan_name") == "failing-plan"]
+    assert [n["event"] for n in notices] == ["started", "failed"]
 
 
 def test_failover_plan_promotes_the_standby_and_records_everything(env, sinks):

@@ -206,6 +206,8 @@ def validate_and_open(plan: Plan, context) -> str:
             raise AirflowFailException(f"execution refused: {admission.sentence}")
         cat.create_step_rows(execution.id, _step_specs(plan))
         log.info("%s; execution %s opened (%d steps)", admission.sentence, execution.id, len(plan.steps))
+        _notify_event(plan, event="started", execution_id=str(execution.id), status="in_progress",
+                      summary=f"started: {info['reason']}", dry_run=info["dry_run"])
         return str(execution.id)
     finally:
         cat.dispose()
@@ -296,6 +298,29 @@ def rollback_gate(plan: Plan, context) -> str:
         cat.dispose()
 
 
+def _notify_event(plan: Plan, *, event: str, execution_id: str, status: str, summary: str,
+                  dry_run: bool) -> list[dict]:
+    """Send the plan's notice for this event (started, completed, failed, rolled_back) if it wants one.
+
+    A notice that cannot be sent is logged and returned as undelivered; it never changes the outcome.
+    """
+    from disaster_recovery import notify
+
+    if event not in {e.value for e in plan.notifications.events} or not plan.notifications.channels:
+        return []
+    notice = {
+        "plan_name": plan.name, "execution_id": execution_id, "status": status, "event": event,
+        "summary": summary, "dry_run": dry_run,
+    }
+    try:
+        return [d.as_dict() for d in notify.send_notice(
+            plan.notifications.channels, context=notice, message=f"Recovery plan '{plan.name}' {status}: {summary}",
+        )]
+    except Exception as exc:
+        log.error("could not send the %s notice of %s: %s", event, plan.name, exc)
+        return [{"ok": False, "error": str(exc)}]
+
+
 def _rpo_figures(plan: Plan, rows) -> tuple[timedelta | None, int | None]:
     """RPO and data loss measured by database_failover steps (replication lag when promoted)."""
     lag_seconds: list[float] = []
@@ -314,8 +339,6 @@ def _rpo_figures(plan: Plan, rows) -> tuple[timedelta | None, int | None]:
 
 
 def finalize(plan: Plan, context) -> dict:
-    from disaster_recovery import notify
-
     execution_id = context["ti"].xcom_pull(task_ids=VALIDATE_TASK)
     if not execution_id:
         raise AirflowFailException("the execution was refused or could not be opened; see validate_execution")
@@ -338,23 +361,8 @@ def finalize(plan: Plan, context) -> dict:
             all(c.get("ok", False) for c in (r.validation_results or []))
             for r in rows if r.step_name in main and r.status == "completed"
         )
-        event = {"completed": "completed", "failed": "failed", "rolled_back": "rolled_back"}[outcome.status]
-        deliveries = []
-        if event in {e.value for e in plan.notifications.events} and plan.notifications.channels:
-            notice = {
-                "plan_name": plan.name, "plan": {"name": plan.name, "version": plan.version},
-                "execution_id": execution_id, "status": outcome.status, "event": event,
-                "execution": {"id": execution_id, "status": outcome.status, "summary": outcome.sentence},
-                "dry_run": info["dry_run"],
-            }
-            try:
-                deliveries = [d.as_dict() for d in notify.send_notice(
-                    plan.notifications.channels, context=notice,
-                    message=f"Recovery plan '{plan.name}' {outcome.status}: {outcome.sentence}",
-                )]
-            except Exception as exc:  # a notice that cannot be sent must not hide the outcome
-                log.error("could not send the %s notice: %s", event, exc)
-                deliveries = [{"ok": False, "error": str(exc)}]
+        deliveries = _notify_event(plan, event=outcome.status, execution_id=execution_id, status=outcome.status,
+                                   summary=outcome.sentence, dry_run=info["dry_run"])
         cat.finalize_execution(
             execution_id,
             status=outcome.status,
