@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, SESSION_DIR, destroy_all, drop_cluster, make_cluster, register_cluster
+from tests.support import REPO, SESSION_DIR, destroy_all, drop_cluster, make_cluster, make_pair, register_cluster
 
 _SESSION_DIR = SESSION_DIR
 os.environ.setdefault("AIRFLOW_HOME", str(_SESSION_DIR / "airflow"))
@@ -28,7 +28,7 @@ os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_SESSION_DIR / "airflow" /
 (_SESSION_DIR / "airflow").mkdir(exist_ok=True)
 
 from disaster_recovery.catalog.migrations import migrate  # noqa: E402
-from disaster_recovery.postgres.cluster import LocalCluster, create_standby, free_port, wait_streaming  # noqa: E402
+from disaster_recovery.postgres.cluster import LocalCluster  # noqa: E402
 
 __all__ = ["drop_cluster", "make_cluster", "register_cluster"]
 
@@ -63,12 +63,7 @@ def catalog_cluster_db(control_cluster, request) -> tuple[LocalCluster, str]:
 @pytest.fixture(scope="module")
 def cluster_pair():
     """A primary with a streaming standby (asynchronous), shared by one test module."""
-    primary = make_cluster("primary")
-    standby = create_standby(primary, data_dir=primary.data_dir.parent / f"standby-{secrets.token_hex(3)}",
-                             port=free_port(), slot="standby_slot")
-    register_cluster(standby)
-    standby.start()
-    wait_streaming(primary, application_name=standby.name)
+    primary, standby = make_pair("pair")
     yield primary, standby
     drop_cluster(standby)
     drop_cluster(primary)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from disaster_recovery.postgres.cluster import LocalCluster, free_port
+from disaster_recovery.postgres.cluster import LocalCluster, create_standby, free_port, wait_streaming
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(os.environ.get("DR_TEST_SESSION_DIR") or tempfile.mkdtemp(prefix="dr-tests-"))
@@ -39,6 +39,22 @@ def make_cluster(name: str, *, base: Path | None = None) -> LocalCluster:
     cluster.initdb()
     cluster.start()
     return cluster
+
+
+def make_pair(name: str, *, setup_sql: tuple[str, str] | None = None) -> tuple[LocalCluster, LocalCluster]:
+    """A running primary (optionally with ``setup_sql`` = (dbname, sql) applied) and its streaming standby."""
+    primary = make_cluster(f"{name}-primary")
+    if setup_sql:
+        dbname, sql = setup_sql
+        primary.create_database(dbname)
+        primary.query(sql, dbname=dbname)
+    standby = register_cluster(
+        create_standby(primary, data_dir=primary.data_dir.parent / f"{name}-standby-{secrets.token_hex(3)}",
+                       port=free_port(), slot=f"{name.replace('-', '_')}_standby")
+    )
+    standby.start()
+    wait_streaming(primary, application_name=standby.name)
+    return primary, standby
 
 
 def drop_cluster(cluster: LocalCluster) -> None:

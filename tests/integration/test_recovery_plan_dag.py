@@ -7,7 +7,6 @@ standby; e-mail goes to an aiosmtpd server and webhooks to an HTTP server, both 
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,9 +18,9 @@ import yaml
 from aiosmtpd.controller import Controller
 
 from disaster_recovery.catalog.repository import Catalog
-from disaster_recovery.postgres.cluster import create_standby, free_port, wait_streaming
+from disaster_recovery.postgres.cluster import free_port
 from disaster_recovery.rendering import build_dags
-from tests.support import drop_cluster, make_cluster, register_cluster
+from tests.support import drop_cluster, make_pair
 
 REPO = Path(__file__).resolve().parents[2]
 FAILOVER_PLAN = REPO / "include" / "plans" / "wedsync-database-failover.yaml"
@@ -64,19 +63,11 @@ def sinks():
 
 @pytest.fixture(scope="module")
 def wedsync_pair():
-    primary = make_cluster("wedsync-primary")
-    primary.create_database("wedsync")
-    primary.query(
+    primary, standby = make_pair("wedsync", setup_sql=(
+        "wedsync",
         "CREATE TABLE weddings (id serial PRIMARY KEY, couple text NOT NULL);"
         "INSERT INTO weddings (couple) SELECT 'couple ' || g FROM generate_series(1, 50) g",
-        dbname="wedsync",
-    )
-    standby = create_standby(
-        primary, data_dir=primary.data_dir.parent / f"wedsync-standby-{secrets.token_hex(3)}", port=free_port()
-    )
-    register_cluster(standby)
-    standby.start()
-    wait_streaming(primary, application_name=standby.name)
+    ))
     yield primary, standby
     drop_cluster(standby)
     drop_cluster(primary)
