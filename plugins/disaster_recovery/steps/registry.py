@@ -79,3 +79,4 @@ def load_step_class(type_name: str) -> type:
 register_step_type("database_failover", "disaster_recovery.steps.database_failover:DatabaseFailoverStep")
 register_step_type("validation", "disaster_recovery.steps.validation:ValidationStep")
 register_step_type("notification", "disaster_recovery.steps.notification:NotificationStep")
+register_step_type("backup_restore", "disaster_recovery.steps.backup_restore:BackupRestoreStep")
