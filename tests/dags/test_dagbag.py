@@ -36,11 +36,27 @@ def test_every_dag_has_tags(dagbag, attribute):
         assert getattr(dag, attribute), f"{dag_id} has no {attribute}"
 
 
-def test_every_task_has_retries_set(dagbag):
+def test_every_dag_decides_its_retries(dagbag):
+    """Retries are a decision per DAG (dr_restore deliberately never retries on its own)."""
     for dag_id, dag in dagbag.dags.items():
+        assert "retries" in (dag.default_args or {}), f"{dag_id} leaves retries to Airflow's default"
         for task in dag.tasks:
             assert task.retries is not None and task.retries >= 0, f"{dag_id}.{task.task_id}"
-        assert any(task.retries > 0 for task in dag.tasks), f"{dag_id}: no task retries at all"
+    for dag_id in ("dr_verify_backups", "dr_plan__wedsync-database-failover"):
+        assert any(task.retries > 0 for task in dagbag.dags[dag_id].tasks), dag_id
+
+
+def test_backup_dags_and_the_asset_that_links_them(dagbag):
+    from disaster_recovery.backups.sources import load_sources
+
+    sources = load_sources(REPO / "include" / "backups.yaml")
+    assert sources.ok, sources.problems
+    for name in sources.sources:
+        dag = dagbag.dags[f"dr_backup__{name}"]
+        assert [t.task_id for t in dag.topological_sort()] == ["take_backup", "apply_retention", "check_freshness"]
+        (outlet,) = dag.task_dict["take_backup"].outlets
+        assert outlet.uri == f"dr-backup://{name}/"
+    assert "dr_verify_backups" in dagbag.dags and "dr_restore" in dagbag.dags
 
 
 def test_an_invalid_plan_is_an_import_error_and_hides_no_valid_plan(tmp_path, monkeypatch):
@@ -56,7 +72,7 @@ def test_an_invalid_plan_is_an_import_error_and_hides_no_valid_plan(tmp_path, mo
     assert "dr_plan__wedsync-database-failover" in bag.dags
     assert "dr_plan__broken" not in bag.dags
     (path, message), = bag.import_errors.items()
-    assert path.endswith("recovery_plan_errors.py")
+    assert path.endswith("dr_config_errors.py")
     assert "broken.yaml" in message and "promote_standby" in message and "max_lag_bytes" in message
 
 
