@@ -108,14 +108,55 @@ def test_second_up_is_harmless(lab):
     assert lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0] == before
 
 
+def wait_for_dag(lab, headers, dag_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, f"{dag_id} never appeared"
+        time.sleep(1)
+
+
+def wait_for_run(lab, headers, dag_id: str, run_id: str, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers,
+                          timeout=10).json()["state"]
+        if state in ("success", "failed"):
+            return state
+        time.sleep(1)
+    return "timeout"
+
+
+def test_backup_dag_then_asset_triggered_verification(lab, token):
+    """The lab backs up wedsync through Airflow; the new backup's asset triggers its verification."""
+    headers = {"Authorization": f"Bearer {token}"}
+    wait_for_dag(lab, headers, "dr_backup__wedsync")
+    resp = httpx.post(f"{lab.api_url}/api/v2/dags/dr_backup__wedsync/dagRuns", headers=headers,
+                      json={"logical_date": None, "conf": {}}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert wait_for_run(lab, headers, "dr_backup__wedsync", resp.json()["dag_run_id"]) == "success"
+    # The lab may also have taken the latest scheduled backup when the DAG appeared (catchup is off,
+    # the newest interval still runs): every wedsync backup must end verified.
+    deadline = time.monotonic() + 300
+    rows: list = []
+    while time.monotonic() < deadline:
+        rows = lab.control.query(
+            "SELECT verification_status, restore_tested FROM backup_inventories WHERE data_source = 'wedsync'",
+            dbname="dr_catalog",
+        )
+        if rows and all(r[0] in ("verified", "failed", "corrupted") for r in rows):
+            break
+        time.sleep(2)
+    assert rows and set(rows) == {("verified", True)}, rows
+    runs = httpx.get(f"{lab.api_url}/api/v2/dags/dr_verify_backups/dagRuns", headers=headers, timeout=10).json()
+    assert "asset_triggered" in {r["run_type"] for r in runs["dag_runs"]}
+    assert list((lab.home / "backups" / "wedsync").rglob("*.drbk"))
+
+
 def test_failover_plan_triggered_through_the_rest_api(lab, token):
     """End to end: the shipped plan, triggered like an operator would, fails the lab's primary over."""
     headers = {"Authorization": f"Bearer {token}"}
     dag_id = "dr_plan__wedsync-database-failover"
-    deadline = time.monotonic() + 120
-    while httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the plan's DAG never appeared"
-        time.sleep(1)
+    wait_for_dag(lab, headers, dag_id)
     resp = httpx.post(
         f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns",
         headers=headers,
@@ -124,15 +165,7 @@ def test_failover_plan_triggered_through_the_rest_api(lab, token):
     )
     assert resp.status_code == 200, resp.text
     run_id = resp.json()["dag_run_id"]
-    deadline = time.monotonic() + 300
-    state = None
-    while time.monotonic() < deadline:
-        state = httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers,
-                          timeout=10).json()["state"]
-        if state in ("success", "failed"):
-            break
-        time.sleep(1)
-    assert state == "success"
+    assert wait_for_run(lab, headers, dag_id, run_id) == "success"
     assert not lab.standby.in_recovery()
     row = lab.control.query(
         "SELECT status, trigger_event->>'initiator', recovery_steps_completed FROM recovery_executions "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from disaster_recovery.backups.keys import generate_key
 from disaster_recovery.catalog.migrations import migrate
 from disaster_recovery.postgres.cluster import (
     ClusterError,
@@ -65,6 +66,12 @@ class LabConfig:
     jwt_secret: str
     api_secret_key: str
     synchronous: bool = False
+    backup_key: str = ""
+
+    def save(self) -> None:
+        path = Path(self.home) / "lab.json"
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        path.chmod(0o600)
 
     @classmethod
     def load_or_create(cls, home: Path, *, auto_ports: bool) -> LabConfig:
@@ -86,8 +93,7 @@ class LabConfig:
             api_secret_key=secrets.token_urlsafe(32),
         )
         home.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(config), indent=2) + "\n")
-        path.chmod(0o600)
+        config.save()
         return config
 
 
@@ -98,6 +104,9 @@ class Lab:
         # The clusters run as the unprivileged postgres OS user: it must reach their folders.
         self.home.chmod(0o755)
         self.config = LabConfig.load_or_create(self.home, auto_ports=auto_ports)
+        if not self.config.backup_key:
+            self.config.backup_key = generate_key()
+            self.config.save()
         self.run_dir = self.home / "run"
         self.run_dir.mkdir(exist_ok=True)
         pg = self.home / "pg"
@@ -176,6 +185,12 @@ class Lab:
                     {"disable_tls": True, "disable_ssl": True, "from_email": "dr-lab@wedsync.example"}
                 ),
             },
+            "dr_backup_key": {
+                "conn_type": "generic",
+                "description": "AES-256 key of the lab's backups (login = key id, password = base64 key)",
+                "login": "lab-backup-key-1",
+                "password": c.backup_key,
+            },
             "dr_webhook": {
                 "conn_type": "http",
                 "host": "127.0.0.1",
@@ -201,6 +216,7 @@ class Lab:
         ):
             self._load_sample()
             log("loaded the WedSync sample data")
+        self._archive_wal(log)
         if not self.standby.exists():
             log(f"cloning the standby from the primary (port {self.standby.port})")
             create_standby(self.primary, data_dir=self.standby.data_dir, port=self.standby.port, slot="wedsync_standby")
@@ -210,6 +226,36 @@ class Lab:
             set_synchronous(self.primary, standby_names=[self.standby.name] if self.config.synchronous else None)
         else:
             log("note: the wedsync pair is not primary→standby any more (a failover ran); left as it is")
+
+    @property
+    def backup_root(self) -> Path:
+        return self.home / "backups"
+
+    def _archive_wal(self, log) -> None:
+        """Archive the primary's WAL into the wedsync source's storage (point-in-time recovery)."""
+        from disaster_recovery.backups.keys import key_from_base64
+        from disaster_recovery.backups.wal_archive import enable_archiving, write_archive_config
+
+        if self.primary.in_recovery():
+            return
+        self.backup_root.mkdir(exist_ok=True)
+        self.backup_root.chmod(0o755)
+        config = write_archive_config(
+            folder=self.home / "pg" / "wal-archive",
+            source="wedsync",
+            storage_config={"kind": "local", "path": str(self.backup_root)},
+            key=key_from_base64(self.config.backup_key, key_id="lab-backup-key-1"),
+        )
+        conn = self.primary.connect()
+        try:
+            restart = enable_archiving(conn, config_path=config)
+        finally:
+            conn.close()
+        if restart:
+            self.primary.stop()
+            self.primary.start()
+            self.primary.wait_ready()
+            log("WAL archiving of the wedsync primary is on (into the backup storage)")
 
     def _load_sample(self) -> None:
         conn = self.primary.connect("wedsync")
@@ -352,13 +398,14 @@ class Lab:
                 f"  (replication {'synchronous' if c.synchronous else 'asynchronous'})",
                 f"  catalog         127.0.0.1:{c.ports['control']}/dr_catalog",
                 f"  e-mail sink     {self.home}/mail/   webhooks  {self.home}/webhooks.jsonl",
+                f"  backups         {self.backup_root}  (WAL archived there continuously)",
                 f"  state           {self.home}  (postgres password in lab.json)",
             ]
         )
 
     def set_sync(self, enabled: bool, log=print) -> None:
         self.config.synchronous = enabled
-        (self.home / "lab.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        self.config.save()
         set_synchronous(self.primary, standby_names=[self.standby.name] if enabled else None)
         log(f"replication is now {'synchronous' if enabled else 'asynchronous'}")
 
