@@ -67,6 +67,30 @@ def test_backup_verify_expire_and_freshness(env):
     assert len(alerts) == 1 and "never" in alerts[0]
 
 
+def test_dr_restore_task_restores_the_newest_verified_backup(env, monkeypatch):
+    """dr_restore's task: its run parameters become a backup_restore config; a dry run changes nothing."""
+    from disaster_recovery.backups.restore_task import restore_from_params
+    from disaster_recovery.steps.base import StepFailed
+
+    if not list_backups(env, data_source="kept"):
+        tasks.backup("kept")
+        tasks.verify(source_names=["kept"])
+    target = make_cluster("tasks-restore")
+    try:
+        target.create_database("restored")
+        monkeypatch.setenv("AIRFLOW_CONN_RESTORE_TARGET", pg_conn_json(target, "restored"))
+        params = {"source": "kept", "conn_id": "restore_target", "dry_run": True}
+        restore_from_params(params)
+        assert target.query("SELECT count(*) FROM pg_tables WHERE tablename = 't'", dbname="restored") == [(0,)]
+        out = restore_from_params({**params, "dry_run": False})
+        assert out["row_counts_match"] is True
+        assert target.query("SELECT count(*) FROM t", dbname="restored") == [(1000,)]
+        with pytest.raises(StepFailed, match="(?i)not empty|holds|replace"):
+            restore_from_params({**params, "dry_run": False})
+    finally:
+        drop_cluster(target)
+
+
 def test_a_missing_source_is_named(env):
     with pytest.raises(Exception, match="nope"):
         tasks.backup("nope")
