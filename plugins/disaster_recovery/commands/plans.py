@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     validate.set_defaults(handler=validate_command)
 
+    fingerprint = commands.add_parser(
+        "fingerprint",
+        help="print a plan's fingerprint (sha256 of its content, approval left out) for approval.fingerprint",
+    )
+    fingerprint.add_argument("path", type=Path, metavar="FILE", help="plan file")
+    fingerprint.set_defaults(handler=fingerprint_command)
+
     schema = commands.add_parser("schema", help="print the JSON Schema of plan files")
     schema.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     schema.set_defaults(handler=schema_command)
@@ -63,6 +70,18 @@ def validate_command(args: argparse.Namespace) -> int:
         )
         print(summary, file=sys.stderr)
     return 1 if problems else 0
+
+
+def fingerprint_command(args: argparse.Namespace) -> int:
+    from disaster_recovery.plans import PlanValidationError, load_plan
+
+    try:
+        plan = load_plan(args.path)
+    except PlanValidationError as exc:
+        print(exc)
+        return 1
+    print(plan.fingerprint())
+    return 0
 
 
 def schema_command(args: argparse.Namespace) -> int:

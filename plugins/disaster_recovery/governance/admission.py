@@ -37,6 +37,13 @@ def admit_execution(
     status = plan.approval.status.value
     if status != "approved":
         return Admission(False, f"recovery plan {plan.name!r} is not approved (approval status: {status})")
+    approved = plan.approval.fingerprint
+    if approved and approved != plan.fingerprint():
+        return Admission(
+            False,
+            f"recovery plan {plan.name!r} changed since it was approved (approved fingerprint {approved[:12]}…, "
+            f"now {plan.fingerprint()[:12]}…): have it approved again",
+        )
     if plan.effective_date and plan.effective_date > today:
         return Admission(False, f"recovery plan {plan.name!r} is not yet effective (effective {plan.effective_date})")
     if active_execution_names:

@@ -29,6 +29,12 @@ class Approval(PlanModel):
     status: ApprovalStatus = ApprovalStatus.DRAFT
     approved_by: str | None = Field(None, min_length=1, max_length=200, description="Airflow user name")
     approved_at: AwareDatetime | None = Field(None, description="with time zone, e.g. 2025-01-31T10:00:00Z")
+    fingerprint: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="the plan's fingerprint when it was approved ('plans fingerprint FILE'); an execution is "
+        "refused when the plan changed since",
+    )
 
     @model_validator(mode="after")
     def _approved_needs_who_and_when(self) -> Approval:
