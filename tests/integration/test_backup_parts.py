@@ -93,3 +93,20 @@ def test_wal_push_is_idempotent_and_never_overwrites(tmp_path):
     segment.write_bytes(b"other content")
     with pytest.raises(RuntimeError, match="already holds a different"):
         push(config, key, path=segment, file_name=segment.name)
+
+
+def test_staged_runtime_serves_a_checkout_the_server_user_cannot_reach():
+    """archive_command/restore_command work even when the repository is under a private folder."""
+    import shutil
+    import sys
+
+    from disaster_recovery.backups.wal_archive import _probe, stage_runtime
+
+    python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
+    if python is None:
+        pytest.skip("no system Python of our minor version")
+    from tests.support import SESSION_DIR
+
+    staged = stage_runtime(SESSION_DIR)
+    assert _probe(python, str(staged)) is None
+    assert stage_runtime(SESSION_DIR) == staged  # content-addressed: staged once

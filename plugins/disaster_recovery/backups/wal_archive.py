@@ -178,37 +178,100 @@ def _write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+RUNTIME_MODULES = (
+    "disaster_recovery/__init__.py",
+    "disaster_recovery/backups/__init__.py",
+    "disaster_recovery/backups/crypto.py",
+    "disaster_recovery/backups/keys.py",
+    "disaster_recovery/backups/storage.py",
+    "disaster_recovery/backups/wal_archive.py",
+)
+RUNTIME_PACKAGES = ("zstandard", "cryptography")
+
+
+def _probe(python: str, pythonpath: str) -> str | None:
+    """None when the server user can import this module with that interpreter and path; else why not."""
+    from disaster_recovery.postgres.cluster import run_server_command
+
+    try:
+        proc = run_server_command(
+            [python, "-c", "import disaster_recovery.backups.wal_archive"],
+            check=False,
+            env=dict(os.environ, PYTHONPATH=pythonpath),
+        )
+    except OSError as exc:  # e.g. a venv under /root: the server user may not run it
+        return f"{python}: {exc.strerror}"
+    if proc.returncode == 0:
+        return None
+    return f"{python}: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+
+
+def stage_runtime(root: Path | None = None) -> Path:
+    """A copy of just what the archive/restore commands import, readable by every user.
+
+    For a checkout the server user cannot reach (say, under /root): this module, the crypto, key and
+    storage modules, and the zstandard and cryptography packages of our venv, copied into a folder
+    named after their content, so a changed checkout stages anew.
+    """
+    import shutil
+    import tempfile
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    digest = hashlib.sha256()
+    for rel in RUNTIME_MODULES:
+        digest.update((PLUGINS_DIR / rel).read_bytes())
+    for name in RUNTIME_PACKAGES:
+        digest.update(str((site / name).stat().st_mtime_ns).encode())
+    target = (root or Path(tempfile.gettempdir())) / f"dr-wal-runtime-{digest.hexdigest()[:16]}"
+    if (target / ".complete").exists():
+        return target
+    partial = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    for rel in RUNTIME_MODULES:
+        (partial / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PLUGINS_DIR / rel, partial / rel)
+    for name in RUNTIME_PACKAGES:
+        shutil.copytree(site / name, partial / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder, _dirs, files in os.walk(partial):
+        os.chmod(folder, 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644 if not f.endswith(".so") else 0o755)
+    (partial / ".complete").touch()
+    with contextlib.suppress(OSError):
+        partial.rename(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
 @functools.lru_cache(maxsize=1)
 def server_python() -> tuple[str, str]:
     """(interpreter, PYTHONPATH) with which the server OS user can import this module.
 
     Our own interpreter when that user can run it; else the system python3 with our venv's
-    site-packages (same Python minor version) — e.g. when the venv's Python lives under /root.
+    site-packages (same Python minor version) — e.g. when the venv's Python lives under /root; else,
+    when the checkout itself is out of that user's reach, the system python3 with a staged copy.
     """
-    from disaster_recovery.postgres.cluster import run_server_command
-
     site = sysconfig.get_paths()["purelib"]
-    candidates = [
-        (sys.executable, str(PLUGINS_DIR)),
-        (f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}", f"{PLUGINS_DIR}:{site}"),
-        ("/usr/bin/python3", f"{PLUGINS_DIR}:{site}"),
+    system = [
+        p for p in (f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}", "/usr/bin/python3")
+        if Path(p).exists()
     ]
+    candidates = [(sys.executable, str(PLUGINS_DIR))] + [(p, f"{PLUGINS_DIR}:{site}") for p in system]
     problems = []
-    for python, pythonpath in candidates:
-        if not Path(python).exists():
-            continue
-        try:
-            proc = run_server_command(
-                [python, "-c", "import disaster_recovery.backups.wal_archive"],
-                check=False,
-                env=dict(os.environ, PYTHONPATH=pythonpath),
-            )
-        except OSError as exc:  # e.g. a venv under /root: the server user may not run it
-            problems.append(f"{python}: {exc.strerror}")
-            continue
-        if proc.returncode == 0:
-            return python, pythonpath
-        problems.append(f"{python}: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+    if os.environ.get("DR_WAL_RUNTIME") != "staged":
+        for python, pythonpath in candidates:
+            if Path(python).exists():
+                why = _probe(python, pythonpath)
+                if why is None:
+                    return python, pythonpath
+                problems.append(why)
+    if system:
+        staged = str(stage_runtime())
+        for python in system:
+            why = _probe(python, staged)
+            if why is None:
+                return python, staged
+            problems.append(f"{why} (staged copy {staged})")
     raise RuntimeError(f"no Python the PostgreSQL server user can run this module with: {'; '.join(problems)}")
 
 
