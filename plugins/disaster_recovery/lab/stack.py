@@ -393,7 +393,7 @@ class Lab:
             [
                 f"DR lab is up in {seconds:.1f}s.",
                 f"  Airflow UI      {self.api_url}/   login: {c.admin_user} / {c.admin_password}",
-                f"  DR API          {self.api_url}/disaster-recovery/docs  (behind the Airflow login)",
+                f"  DR API          {self.api_url}/disaster-recovery/docs  (its routes need an Airflow login or token)",
                 f"  wedsync primary 127.0.0.1:{c.ports['primary']}  standby 127.0.0.1:{c.ports['standby']}"
                 f"  (replication {'synchronous' if c.synchronous else 'asynchronous'})",
                 f"  catalog         127.0.0.1:{c.ports['control']}/dr_catalog",
