@@ -225,3 +225,19 @@ def test_failover_plan_promotes_the_standby_and_records_everything(env, sinks):
     # Notifications reached the real SMTP server and the webhook.
     assert any("failed over" in m.content.decode(errors="replace") for m in sinks["inbox"].messages)
     assert any("failover" in json.dumps(h) for h in sinks["hooks"])
+
+
+def test_a_failed_step_runs_the_rollback_steps_and_the_execution_is_rolled_back(env):
+    plan = sql_plan("rollback-plan", conn_id="wedsync_primary", query="SELECT 41", expected=42)
+    plan["steps"].append({"name": "never", "type": "validation", "config": {"checks": [
+        {"kind": "sql", "name": "q", "conn_id": "wedsync_primary", "query": "SELECT 1", "expected": 1}]}})
+    plan["rollback_steps"] = [{"name": "undo", "type": "validation", "config": {"checks": [
+        {"kind": "sql", "name": "q", "conn_id": "wedsync_primary", "query": "SELECT 1", "expected": 1}]}}]
+    plan["rollback_criteria"] = {"on_failed_steps": ["check"]}
+    dag_run = run(env, write_plan(env["plans"], plan))
+    assert dag_run.state == "failed"  # a rolled-back recovery did not recover
+    (row,) = executions(env, "rollback-plan")
+    assert row["status"] == "rolled_back"
+    assert row["rollback_initiated"] is True and row["rollback_completed"] is True
+    steps = {s.step_name: s.status for s in env["catalog"].get_steps(row["id"])}
+    assert steps == {"check": "failed", "never": "skipped", "undo": "completed"}
