@@ -16,6 +16,8 @@ from disaster_recovery.postgres.cluster import LocalCluster, create_standby, fre
 REPO = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(os.environ.get("DR_TEST_SESSION_DIR") or tempfile.mkdtemp(prefix="dr-tests-"))
 os.environ["DR_TEST_SESSION_DIR"] = str(SESSION_DIR)
+# A staged copy of the WAL commands' runtime (see backups.wal_archive.stage_runtime) goes with the session.
+os.environ["DR_WAL_RUNTIME_DIR"] = str(SESSION_DIR)
 # The clusters run as the unprivileged postgres OS user when we are root: it must reach their folders.
 SESSION_DIR.chmod(0o755)
 _CLUSTERS: list[LocalCluster] = []

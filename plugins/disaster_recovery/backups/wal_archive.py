@@ -211,7 +211,8 @@ def stage_runtime(root: Path | None = None) -> Path:
 
     For a checkout the server user cannot reach (say, under /root): this module, the crypto, key and
     storage modules, and the zstandard and cryptography packages of our venv, copied into a folder
-    named after their content, so a changed checkout stages anew.
+    named after their content, so a changed checkout stages anew. It goes in ``root``, else
+    $DR_WAL_RUNTIME_DIR, else the temp folder.
     """
     import shutil
     import tempfile
@@ -222,7 +223,8 @@ def stage_runtime(root: Path | None = None) -> Path:
         digest.update((PLUGINS_DIR / rel).read_bytes())
     for name in RUNTIME_PACKAGES:
         digest.update(str((site / name).stat().st_mtime_ns).encode())
-    target = (root or Path(tempfile.gettempdir())) / f"dr-wal-runtime-{digest.hexdigest()[:16]}"
+    root = root or Path(os.environ.get("DR_WAL_RUNTIME_DIR") or tempfile.gettempdir())
+    target = root / f"dr-wal-runtime-{digest.hexdigest()[:16]}"
     if (target / ".complete").exists():
         return target
     partial = target.with_name(target.name + f".tmp{os.getpid()}")
