@@ -130,7 +130,6 @@ def run(env, dag_id: str, **conf):
 
 def executions(env, plan_name: str):
     plan = env["catalog"].latest_plan(plan_name)
-    rows = env["catalog"].active_executions(plan.id)  # noqa: F841 - exercised for the API
     from sqlalchemy import select
 
     from disaster_recovery.catalog.tables import recovery_executions as t
