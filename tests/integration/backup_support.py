@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from disaster_recovery.backups.keys import EncryptionKey
 from disaster_recovery.backups.sources import Source
 from disaster_recovery.catalog.repository import Catalog
 from disaster_recovery.postgres.cluster import LocalCluster
-from tests.support import SESSION_DIR
+from tests.support import SESSION_DIR, drop_cluster, make_cluster
 
 KEY_ID = "test-key-1"
 KEY_CONN = "dr_backup_key"
@@ -103,3 +108,33 @@ def all_files(root: Path) -> list[str]:
 def catalog_for(catalog_cluster_db) -> Catalog:
     cluster, dbname = catalog_cluster_db
     return Catalog.from_dsn(cluster.dsn(dbname))
+
+
+@contextlib.contextmanager
+def backup_env(prefix: str, catalog_cluster_db, docs: Callable[[Path, str], dict[str, dict]]):
+    """A seeded source cluster, a key, a storage root, the connections and a sources file for one module.
+
+    ``docs(root, conn_id)`` returns the source documents by label; they come back validated in
+    ``.sources`` (and their conn_id is ``<prefix>_source``). Everything is removed afterwards.
+    """
+    mp = pytest.MonkeyPatch()
+    src = make_cluster(prefix.replace("_", "-"))
+    seed(src)
+    key, b64 = new_key()
+    root = storage_root(f"{prefix}-store")
+    cat_cluster, cat_db = catalog_cluster_db
+    mp.setenv(f"AIRFLOW_CONN_{KEY_CONN.upper()}", key_conn_json(b64))
+    mp.setenv(f"AIRFLOW_CONN_{prefix.upper()}_SOURCE", pg_conn_json(src))
+    mp.setenv(f"AIRFLOW_CONN_{prefix.upper()}_CATALOG", cat_cluster.uri(cat_db))
+    mp.setenv("DR_CATALOG_CONN_ID", f"{prefix}_catalog")
+    documents = docs(root, f"{prefix}_source")
+    mp.setenv("DR_BACKUPS_FILE", str(write_sources_file(root / "backups.yaml", list(documents.values()))))
+    catalog = catalog_for(catalog_cluster_db)
+    try:
+        yield SimpleNamespace(src=src, key=key, b64=b64, root=root, catalog=catalog, mp=mp,
+                              sources={label: Source.model_validate(d) for label, d in documents.items()})
+    finally:
+        catalog.dispose()
+        mp.undo()
+        drop_cluster(src)
+        shutil.rmtree(root, ignore_errors=True)

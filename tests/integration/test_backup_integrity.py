@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -24,46 +22,27 @@ from disaster_recovery.steps.backup_restore import BackupRestoreStep
 from disaster_recovery.steps.base import StepContext, StepFailed
 from tests.integration.backup_support import (
     all_files,
-    catalog_for,
+    backup_env,
     key_conn_json,
     make_source,
     new_key,
-    pg_conn_json,
-    seed,
     source_doc,
-    storage_root,
-    write_sources_file,
 )
-from tests.support import drop_cluster, make_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def lab(catalog_cluster_db):
-    mp = pytest.MonkeyPatch()
-    src = make_cluster("bk-int")
-    seed(src)
-    key, b64 = new_key()
-    root = storage_root("bk-int-store")
-    cat_cluster, cat_db = catalog_cluster_db
-    mp.setenv("AIRFLOW_CONN_DR_BACKUP_KEY", key_conn_json(b64))
-    mp.setenv("AIRFLOW_CONN_BK_INT_SOURCE", pg_conn_json(src))
-    mp.setenv("AIRFLOW_CONN_BK_INT_CATALOG", cat_cluster.uri(cat_db))
-    mp.setenv("DR_CATALOG_CONN_ID", "bk_int_catalog")
-    physical = source_doc(name="int_physical", conn_id="bk_int_source", method="physical", root=root)
-    logical = source_doc(name="int_logical", conn_id="bk_int_source", method="logical", root=root)
-    mp.setenv("DR_BACKUPS_FILE", str(write_sources_file(root / "backups.yaml", [physical, logical])))
-    catalog = catalog_for(catalog_cluster_db)
-    yield SimpleNamespace(
-        src=src, key=key, b64=b64, root=root, catalog=catalog, mp=mp,
-        physical=make_source(name="int_physical", conn_id="bk_int_source", method="physical", root=root),
-        logical=make_source(name="int_logical", conn_id="bk_int_source", method="logical", root=root),
-    )
-    catalog.dispose()
-    mp.undo()
-    drop_cluster(src)
-    shutil.rmtree(root, ignore_errors=True)
+    def docs(root, conn_id):
+        return {
+            "physical": source_doc(name="int_physical", conn_id=conn_id, method="physical", root=root),
+            "logical": source_doc(name="int_logical", conn_id=conn_id, method="logical", root=root),
+        }
+
+    with backup_env("bk_int", catalog_cluster_db, docs) as env:
+        env.physical, env.logical = env.sources["physical"], env.sources["logical"]
+        yield env
 
 
 def _path(record) -> Path:

@@ -10,7 +10,6 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -25,7 +24,6 @@ from disaster_recovery.backups.restore import (
 from disaster_recovery.backups.restored import RestoredCluster
 from disaster_recovery.backups.runner import take_backup
 from disaster_recovery.backups.snapshot import count_rows, list_tables
-from disaster_recovery.backups.sources import Source
 from disaster_recovery.backups.verification import verify_backup
 from disaster_recovery.postgres.cluster import free_port
 from disaster_recovery.steps.backup_restore import BackupRestoreStep
@@ -33,45 +31,24 @@ from disaster_recovery.steps.base import StepContext, StepFailed
 from tests.integration.backup_support import (
     KEY_ID,
     SEED_COUNTS,
-    catalog_for,
-    key_conn_json,
-    new_key,
-    pg_conn_json,
-    seed,
+    backup_env,
     source_doc,
-    storage_root,
-    write_sources_file,
 )
-from tests.support import drop_cluster, make_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def lab(catalog_cluster_db):
-    mp = pytest.MonkeyPatch()
-    src = make_cluster("bk-src")
-    seed(src)
-    key, b64 = new_key()
-    root = storage_root("bk-store")
-    cat_cluster, cat_db = catalog_cluster_db
-    mp.setenv("AIRFLOW_CONN_DR_BACKUP_KEY", key_conn_json(b64))
-    mp.setenv("AIRFLOW_CONN_BK_SOURCE", pg_conn_json(src))
-    mp.setenv("AIRFLOW_CONN_BK_CATALOG", cat_cluster.uri(cat_db))
-    mp.setenv("DR_CATALOG_CONN_ID", "bk_catalog")
-    docs = {
-        "physical": source_doc(name="bk_physical", conn_id="bk_source", method="physical", root=root),
-        "client": source_doc(name="bk_client", conn_id="bk_source", method="physical", root=root, where="client"),
-        "logical": source_doc(name="bk_logical", conn_id="bk_source", method="logical", root=root),
-    }
-    mp.setenv("DR_BACKUPS_FILE", str(write_sources_file(root / "backups.yaml", list(docs.values()))))
-    catalog = catalog_for(catalog_cluster_db)
-    yield SimpleNamespace(src=src, key=key, root=root, catalog=catalog,
-                          sources={k: Source.model_validate(d) for k, d in docs.items()})
-    catalog.dispose()
-    mp.undo()
-    drop_cluster(src)
-    shutil.rmtree(root, ignore_errors=True)
+    def docs(root, conn_id):
+        return {
+            "physical": source_doc(name="bk_physical", conn_id=conn_id, method="physical", root=root),
+            "client": source_doc(name="bk_client", conn_id=conn_id, method="physical", root=root, where="client"),
+            "logical": source_doc(name="bk_logical", conn_id=conn_id, method="logical", root=root),
+        }
+
+    with backup_env("bk", catalog_cluster_db, docs) as env:
+        yield env
 
 
 def _ctx(dry_run: bool = False) -> StepContext:
