@@ -210,6 +210,8 @@ def test_full_failover_fences_and_promotes(fresh_pair, monkeypatch):
     client = primary.connect()  # an application session that must not keep writing
     with client.cursor() as cur:
         cur.execute("SELECT 1")
+    # Asynchronous replication: the decision's lag is what the standby had not replayed when it was read.
+    _wait_replayed(primary, standby)
 
     result = DatabaseFailoverStep().run(_config(), _ctx())
     out = result.output
