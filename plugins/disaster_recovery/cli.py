@@ -12,7 +12,11 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("disaster_recovery.commands.plans", "disaster_recovery.commands.catalog")
+COMMAND_MODULES: tuple[str, ...] = (
+    "disaster_recovery.commands.plans",
+    "disaster_recovery.commands.catalog",
+    "disaster_recovery.commands.clusters",
+)
 
 
 def build_parser(command_modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:

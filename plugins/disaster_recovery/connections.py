@@ -10,10 +10,10 @@ import json
 from typing import Any
 
 
-def _postgres_hook(conn_id: str, *, connect_timeout: float | None):
+def _postgres_hook(conn_id: str, *, connect_timeout: float | None, database: str | None = None):
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    hook = PostgresHook(postgres_conn_id=conn_id)
+    hook = PostgresHook(postgres_conn_id=conn_id, **({"database": database} if database else {}))
     connection = hook.connection
     extra = connection.extra_dejson
     if connect_timeout is not None and "connect_timeout" not in extra:
@@ -22,9 +22,12 @@ def _postgres_hook(conn_id: str, *, connect_timeout: float | None):
     return hook
 
 
-def pg_connect(conn_id: str, *, connect_timeout: float | None = 5, autocommit: bool = True) -> Any:
-    """A new DB-API connection (psycopg 3 or psycopg2, as the postgres provider picks) to ``conn_id``."""
-    conn = _postgres_hook(conn_id, connect_timeout=connect_timeout).get_conn()
+def pg_connect(
+    conn_id: str, *, connect_timeout: float | None = 5, autocommit: bool = True, database: str | None = None
+) -> Any:
+    """A new DB-API connection (psycopg 3 or psycopg2, as the postgres provider picks) to ``conn_id``
+    (its own database, or ``database``)."""
+    conn = _postgres_hook(conn_id, connect_timeout=connect_timeout, database=database).get_conn()
     conn.autocommit = autocommit
     return conn
 

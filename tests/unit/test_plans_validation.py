@@ -67,14 +67,15 @@ CASES = [
         promote_config(zzz=1),
         "promote",
         "config.zzz",
-        "unknown key 'zzz'; allowed keys: primary_conn_id, standby_conn_id",
+        "unknown key 'zzz'; allowed keys: cluster, action, candidate, member, rejoin_method, primary_conn_id, "
+        "standby_conn_id",
     ),
     (
         "missing config key",
         with_step(1, config={"primary_conn_id": "p"}),
         "promote",
-        "config.standby_conn_id",
-        "required key is missing",
+        "config.cluster",
+        "name a 'cluster' (or a 'standby_conn_id' to promote)",
     ),
     (
         "missing config",

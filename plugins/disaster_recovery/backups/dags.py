@@ -70,8 +70,8 @@ def backup_dag(source: Source) -> DAG:
         max_active_runs=1,
         tags=["disaster-recovery", "backup", source.method.value],
         default_args={"owner": "disaster-recovery", "retries": 1, "retry_delay": timedelta(minutes=5)},
-        doc_md=f"Backs up `{source.name}` ({source.method.value}, {source.backup_type.value}) from connection "
-        f"`{source.conn_id}`; each new backup triggers `{VERIFY_DAG_ID}` through the asset "
+        doc_md=f"Backs up `{source.name}` ({source.method.value}, {source.backup_type.value}) from "
+        f"{source.server_words}; each new backup triggers `{VERIFY_DAG_ID}` through the asset "
         f"`{backup_asset(source.name).uri}`; then expires what the retention policy no longer keeps.",
     ) as dag:
         take = PythonOperator(

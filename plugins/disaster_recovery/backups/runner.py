@@ -77,6 +77,20 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def source_endpoint(source) -> PgEndpoint:
+    """The server to back up now: the source's connection, or its cluster's primary at this moment."""
+    if source.cluster is None:
+        return PgEndpoint.from_connection(source.conn_id)
+    from disaster_recovery.clusters.access import ClusterAccessError, require_cluster, resolve_role
+
+    try:
+        cluster = require_cluster(source.cluster)
+        endpoint = PgEndpoint.from_connection(resolve_role(source.cluster, "primary"))
+    except ClusterAccessError as exc:
+        raise RuntimeError(f"source {source.name!r}: no primary to back up in cluster {source.cluster!r}: {exc}") from exc
+    return endpoint.with_dbname(cluster.database) if cluster.database else endpoint
+
+
 def take_backup(
     *,
     source,
@@ -87,7 +101,7 @@ def take_backup(
 ) -> BackupOutcome:
     """Back up ``source`` (a ``sources.Source``) once; see the module docstring."""
     logger = logger or log
-    endpoint = endpoint or PgEndpoint.from_connection(source.conn_id)
+    endpoint = endpoint or source_endpoint(source)
     key = key or key_from_connection(source.encryption.key_conn_id)
     storage_config = storage_config_for(source)
     storage = storage_from_config(storage_config)

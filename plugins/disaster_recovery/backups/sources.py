@@ -26,7 +26,7 @@ from disaster_recovery.plans.base import Loc, PlanModel, raise_problems
 from disaster_recovery.plans.channels import Channel
 from disaster_recovery.plans.durations import PositiveDuration
 from disaster_recovery.plans.loader import read_plan_data
-from disaster_recovery.plans.names import ConnId, NamePattern, SourceName
+from disaster_recovery.plans.names import ClusterRef, ConnId, NamePattern, SourceName
 from disaster_recovery.plans.problems import PlanValidationError, problems_from_validation_error
 from disaster_recovery.plans.secret_keys import looks_like_secret_key
 
@@ -336,7 +336,10 @@ class Source(BackupModel):
 
     name: SourceName
     description: str = ""
-    conn_id: ConnId = Field(description="Airflow postgres connection of the server to back up")
+    conn_id: ConnId | None = Field(None, description="Airflow postgres connection of the server to back up")
+    cluster: ClusterRef | None = Field(
+        None, description="a cluster of include/clusters.yaml: back up its current primary (follows failovers)"
+    )
     method: BackupMethod
     backup_type: BackupType = BackupType.FULL
     schedule: CronSchedule
@@ -358,6 +361,8 @@ class Source(BackupModel):
         return self
 
     def _method_problems(self) -> list[tuple[Loc, str, Any]]:
+        if (self.conn_id is None) == (self.cluster is None):
+            return [(("conn_id",), "give exactly one of 'conn_id' or 'cluster'", self.conn_id)]
         if self.method is BackupMethod.PHYSICAL:
             if self.logical is not None:
                 return [(("logical",), "pg_dump options need method 'logical'", None)]
@@ -384,6 +389,11 @@ class Source(BackupModel):
     @property
     def dag_id(self) -> str:
         return f"dr_backup__{self.name}"
+
+    @property
+    def server_words(self) -> str:
+        """Where the backups come from, for documentation: a connection, or a cluster's current primary."""
+        return f"the current primary of cluster `{self.cluster}`" if self.cluster else f"`{self.conn_id}`"
 
     @property
     def backup_format(self) -> BackupFormat:

@@ -530,6 +530,27 @@ class Catalog:
             row = conn.execute(insert(t).values(**_prepare(t, values)).returning(t)).mappings().one()
         return FailoverEventRecord.from_row(row)
 
+    def get_failover_event(self, event_id: uuid.UUID | str) -> FailoverEventRecord:
+        t = failover_events
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.id == _uuid(event_id))).mappings().one_or_none()
+        if row is None:
+            raise NotFound(f"no failover event with id {event_id}")
+        return FailoverEventRecord.from_row(row)
+
+    def failover_events(
+        self, *, statuses: Iterable[str] | None = None, since: dt.datetime | None = None, limit: int = 100
+    ) -> list[FailoverEventRecord]:
+        """Failover events, newest first (optionally only these statuses, or initiated since a moment)."""
+        t = failover_events
+        query = select(t).order_by(t.c.initiated_at.desc(), t.c.id).limit(limit)
+        if statuses is not None:
+            query = query.where(t.c.status.in_(list(statuses)))
+        if since is not None:
+            query = query.where(t.c.initiated_at >= since)
+        with self.engine.connect() as conn:
+            return [FailoverEventRecord.from_row(r) for r in conn.execute(query).mappings()]
+
     def update_failover_event(self, event_id: uuid.UUID | str, **fields: Any) -> FailoverEventRecord:
         """Update columns of a failover_events row (e.g. status, completed_at, duration, dns_updated)."""
         unknown = sorted(set(fields) - FAILOVER_UPDATABLE)

@@ -20,7 +20,7 @@ from disaster_recovery.governance.admission import admit_execution
 from disaster_recovery.governance.outcome import StepState, decide_outcome
 from disaster_recovery.health.criteria import HealthSample, evaluate_failover_criteria
 from disaster_recovery.plans import Plan, all_criteria_met, evaluate_criteria
-from disaster_recovery.steps.base import StepContext
+from disaster_recovery.steps.base import RunTrigger, StepContext
 from disaster_recovery.steps.registry import load_step_class
 
 log = logging.getLogger("disaster_recovery.orchestration")
@@ -58,6 +58,7 @@ def run_info(plan: Plan, context) -> dict[str, Any]:
         or "airflow"
     )
     mode = str(values["execution_mode"])
+    evidence = conf.get("evidence")
     return {
         "reason": str(values["reason"] or "manual trigger"),
         "trigger_type": str(values["trigger_type"]),
@@ -66,7 +67,16 @@ def run_info(plan: Plan, context) -> dict[str, Any]:
         "initiated_by": str(user),
         "run_id": dag_run.run_id,
         "dag_id": dag_run.dag_id,
+        "incident_id": str(conf["incident_id"]) if conf.get("incident_id") else None,
+        "evidence": tuple(str(e) for e in evidence) if isinstance(evidence, list) else (),
     }
+
+
+def run_trigger(info: dict[str, Any]) -> RunTrigger:
+    return RunTrigger(
+        reason=info["reason"], trigger_type=info["trigger_type"], initiated_by=info["initiated_by"],
+        dag_id=info["dag_id"], run_id=info["run_id"], incident_id=info["incident_id"], evidence=info["evidence"],
+    )
 
 
 def _step_specs(plan: Plan) -> list[StepSpec]:
@@ -244,7 +254,7 @@ def run_step(plan: Plan, step_name: str, context, *, retries: int) -> dict:
                 config,
                 StepContext(
                     plan_name=plan.name, step_name=step_name, dry_run=dry_run,
-                    execution_id=execution_id, try_number=try_number, log=log,
+                    execution_id=execution_id, try_number=try_number, log=log, trigger=run_trigger(info),
                 ),
             )
             if dry_run:
@@ -330,10 +340,13 @@ def _rpo_figures(plan: Plan, rows) -> tuple[timedelta | None, int | None]:
             out = row.output_data
             if out.get("dry_run"):
                 continue
-            if isinstance(out.get("lag_seconds"), int | float):
-                lag_seconds.append(float(out["lag_seconds"]))
-            if isinstance(out.get("lag_bytes"), int):
-                lag_bytes.append(out["lag_bytes"])
+            # The loss measured from the old primary's WAL when there is one, else the lag at the decision.
+            seconds = out.get("data_loss_seconds", out.get("lag_seconds"))
+            nbytes = out.get("data_loss_bytes", out.get("lag_bytes"))
+            if isinstance(seconds, int | float):
+                lag_seconds.append(float(seconds))
+            if isinstance(nbytes, int):
+                lag_bytes.append(nbytes)
     rpo = timedelta(seconds=max(lag_seconds)) if lag_seconds else (timedelta(0) if lag_bytes else None)
     return rpo, (max(lag_bytes) if lag_bytes else None)
 

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from .base import PlanModel, raise_problems
 from .durations import PositiveDuration
-from .names import ConnId
+from .names import ClusterRef, ConnId
 from .secret_keys import url_has_credentials
 
 
@@ -22,17 +22,30 @@ def check_url(url: str, loc: str) -> list[tuple[tuple[str, ...], str, Any]]:
 
 
 class SqlCheck(PlanModel):
-    """Runs ``query`` on ``conn_id``; the first column of the first row is compared to ``expected``."""
+    """Runs ``query`` on ``conn_id`` (or on a cluster's current primary or standby); the first column of the
+    first row is compared to ``expected``."""
 
     kind: Literal["sql"]
     name: str | None = Field(None, max_length=100, description="label shown in results")
-    conn_id: ConnId = Field(description="Airflow connection of the database to query")
+    conn_id: ConnId | None = Field(None, description="Airflow connection of the database to query")
+    cluster: ClusterRef | None = Field(None, description="or: a cluster of include/clusters.yaml (see 'role')")
+    role: Literal["primary", "standby"] = Field("primary", description="with 'cluster': which member, found at run time")
     query: str = Field(min_length=1, description="a single SQL statement; read-only is best")
     expected: Any = Field(
         None,
         description="value the first column of the first row must equal; null: the query only has to run",
     )
     timeout: PositiveDuration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SqlCheck:
+        if (self.conn_id is None) == (self.cluster is None):
+            raise_problems(type(self).__name__, [(("conn_id",), "give exactly one of 'conn_id' or 'cluster'", None)])
+        return self
+
+    @property
+    def target_words(self) -> str:
+        return f"the {self.role} of cluster {self.cluster}" if self.cluster else str(self.conn_id)
 
 
 class TcpCheck(PlanModel):

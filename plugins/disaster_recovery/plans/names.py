@@ -52,6 +52,14 @@ ServiceName = Annotated[
         what="a valid service name (letters, digits, '.', '-' and '_'; at most 100)",
     ),
 ]
+ClusterRef = Annotated[
+    str,
+    NamePattern(
+        r"^[a-z][a-z0-9_-]*$",
+        max_length=63,
+        what="a cluster name from include/clusters.yaml (lowercase letters, digits, '-' and '_')",
+    ),
+]
 ConnId = Annotated[
     str,
     NamePattern(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Discriminator, Field, Tag, model_validator
@@ -14,7 +15,7 @@ from .channels import Channel
 from .checks import Check, HealthCheck
 from .durations import PositiveDuration
 from .enums import StepType
-from .names import AbsolutePath, ConnId, PgIdentifier, ServiceName, SourceName
+from .names import AbsolutePath, ClusterRef, ConnId, PgIdentifier, ServiceName, SourceName
 
 MIB = 1024 * 1024
 _HOSTNAME_RE = re.compile(
@@ -175,14 +176,43 @@ class LoadBalancerConfig(PlanModel):
 # --- database_failover ----------------------------------------------------------------------
 
 
-class DatabaseFailoverConfig(PlanModel):
-    """Promote a PostgreSQL streaming standby, after fencing the old primary."""
+class FailoverAction(StrEnum):
+    FAILOVER = "failover"  # promote the best standby, fencing the old primary for good
+    SWITCHOVER = "switchover"  # planned: move the primary to a streaming standby, zero acknowledged writes lost
+    REJOIN = "rejoin"  # turn a fenced or lost member into a streaming standby of the primary
 
-    primary_conn_id: ConnId | None = Field(None, description="the old primary, to fence (optional)")
-    standby_conn_id: ConnId = Field(description="the standby to promote")
+
+class RejoinMethodChoice(StrEnum):
+    AUTO = "auto"
+    REWIND = "rewind"
+    CLONE = "clone"
+
+
+class DatabaseFailoverConfig(PlanModel):
+    """Fail a PostgreSQL cluster over, switch it over, or rejoin a member.
+
+    Name a ``cluster`` (include/clusters.yaml): roles are read from the servers at run time, so the
+    step always acts on the current primary. The older form, a ``standby_conn_id`` (and the
+    ``primary_conn_id`` to fence), still works for a failover.
+    """
+
+    cluster: ClusterRef | None = Field(None, description="cluster name from include/clusters.yaml")
+    action: FailoverAction = FailoverAction.FAILOVER
+    candidate: PgIdentifier | None = Field(
+        None, description="member to promote (failover/switchover); default: the best standby, or for a "
+        "switchover the cluster's preferred_primary"
+    )
+    member: PgIdentifier | None = Field(None, description="rejoin: the member to rejoin (default: every member "
+                                        "that does not stream from the primary)")
+    rejoin_method: RejoinMethodChoice | None = Field(None, description="default: the cluster's rejoin_method")
+    primary_conn_id: ConnId | None = Field(None, description="the old primary, to fence (without 'cluster')")
+    standby_conn_id: ConnId | None = Field(None, description="the standby to promote (without 'cluster')")
     max_lag_bytes: int = Field(16 * MIB, ge=0, description="refuse to promote when the standby is further behind")
     max_lag_seconds: float | None = Field(None, ge=0, description="refuse when replay is older than this")
     fence_old_primary: bool = Field(True, description="stop the old primary accepting writes first (if reachable)")
+    require_lasting_fence: bool = Field(
+        False, description="refuse to promote unless the old primary can be fenced on its host for good"
+    )
     wait_writable_timeout: PositiveDuration = Field(
         timedelta(seconds=60), description="how long to wait for the promoted server to accept writes"
     )
@@ -191,14 +221,29 @@ class DatabaseFailoverConfig(PlanModel):
     )
 
     @model_validator(mode="after")
-    def _fencing_needs_primary(self) -> DatabaseFailoverConfig:
+    def _target(self) -> DatabaseFailoverConfig:
         problems = []
-        if self.fence_old_primary and self.primary_conn_id is None:
-            problems.append(
-                (("fence_old_primary",), "fencing needs 'primary_conn_id' (or set fence_old_primary: false)", True)
-            )
-        if self.primary_conn_id is not None and self.primary_conn_id == self.standby_conn_id:
-            problems.append((("standby_conn_id",), "standby and primary are the same connection", self.standby_conn_id))
+        if self.cluster is not None:
+            for key in ("primary_conn_id", "standby_conn_id"):
+                if getattr(self, key) is not None:
+                    problems.append(((key,), "give either 'cluster' or the connection ids, not both", None))
+        else:
+            if self.standby_conn_id is None:
+                problems.append((("cluster",), "name a 'cluster' (or a 'standby_conn_id' to promote)", None))
+            if self.action is not FailoverAction.FAILOVER:
+                problems.append((("action",), f"action {self.action.value!r} needs a 'cluster'", self.action.value))
+            if self.fence_old_primary and self.primary_conn_id is None and self.standby_conn_id is not None:
+                problems.append(
+                    (("fence_old_primary",), "fencing needs 'primary_conn_id' (or set fence_old_primary: false)", True)
+                )
+            if self.primary_conn_id is not None and self.primary_conn_id == self.standby_conn_id:
+                problems.append(
+                    (("standby_conn_id",), "standby and primary are the same connection", self.standby_conn_id)
+                )
+        if self.member is not None and self.action is not FailoverAction.REJOIN:
+            problems.append((("member",), "'member' goes with action 'rejoin'", self.member))
+        if self.candidate is not None and self.action is FailoverAction.REJOIN:
+            problems.append((("candidate",), "'candidate' goes with action 'failover' or 'switchover'", self.candidate))
         raise_problems(type(self).__name__, problems)
         return self
 

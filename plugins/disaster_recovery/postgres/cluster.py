@@ -27,6 +27,7 @@ INSTALL_HINT = (
     "sudo apt-get install -y postgresql-15 postgresql-contrib  (or set DR_PG_BINDIR to their folder)"
 )
 SERVER_OS_USER = "postgres"
+FENCE_MARKER = "dr_fence.json"  # see disaster_recovery.clusters.state
 
 
 class ClusterError(RuntimeError):
@@ -215,9 +216,14 @@ class LocalCluster:
         return proc.returncode == 0
 
     def start(self, *, timeout: float = 60) -> None:
+        """Start the server. A fenced data directory (``dr_fence.json``, written when a failover fenced it)
+        only ever starts in recovery: a missing standby.signal is put back first."""
         if self.is_running():
             return
         self._wait_postmaster_gone()
+        if (self.data_dir / FENCE_MARKER).exists() and not (self.data_dir / "standby.signal").exists():
+            (self.data_dir / "standby.signal").write_text("")
+            give_to_server_user(self.data_dir / "standby.signal")
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         give_to_server_user(self.socket_dir)
         self.log_file.touch()

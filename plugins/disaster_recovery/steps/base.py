@@ -25,6 +25,23 @@ class StepFailed(RuntimeError):
         self.output = output
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunTrigger:
+    """Why and by whom the run was started (the run's conf, checked): what a step records about its cause."""
+
+    reason: str = "manual trigger"
+    trigger_type: str = "manual"  # manual | automated | scheduled | alert_based
+    initiated_by: str = "airflow"
+    dag_id: str | None = None
+    run_id: str | None = None
+    incident_id: str | None = None  # the failover_events row the health monitor opened for this incident
+    evidence: tuple[str, ...] = ()
+
+    @property
+    def automated(self) -> bool:
+        return self.trigger_type in ("automated", "alert_based")
+
+
 @dataclass(frozen=True)
 class StepContext:
     plan_name: str
@@ -33,6 +50,7 @@ class StepContext:
     execution_id: str | None = None
     try_number: int = 1
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("disaster_recovery.steps"))
+    trigger: RunTrigger = field(default_factory=RunTrigger)
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,19 @@ def _label(check: SqlCheck | TcpCheck | HttpCheck) -> str:
     if check.name:
         return check.name
     if isinstance(check, SqlCheck):
-        return f"sql on {check.conn_id}"
+        return f"sql on {check.target_words}"
     if isinstance(check, TcpCheck):
         return f"tcp {check.host}:{check.port}"
     return f"http {check.http_conn_id + ':' + check.endpoint if check.http_conn_id else redact_url(check.url or '')}"
+
+
+def _sql_target(check: SqlCheck) -> tuple[str, str | None]:
+    """(connection id, database or None) a sql check runs on; a cluster's role is found now."""
+    if check.cluster is None:
+        return str(check.conn_id), None
+    from disaster_recovery.clusters.access import require_cluster, resolve_role
+
+    return resolve_role(check.cluster, check.role), require_cluster(check.cluster).database
 
 
 class ValidationStep:
@@ -128,7 +137,9 @@ class ValidationStep:
     @staticmethod
     def _resolve(check: SqlCheck | TcpCheck | HttpCheck) -> str:
         if isinstance(check, SqlCheck):
-            return f"query on {pg_address(check.conn_id)}"
+            conn_id, database = _sql_target(check)
+            where = f" ({check.target_words} now)" if check.cluster else ""
+            return f"query on {conn_id} at {pg_address(conn_id)}{where}" + (f", database {database}" if database else "")
         if isinstance(check, TcpCheck):
             return f"connect to {check.host}:{check.port}"
         url = http_target(check.http_conn_id, check.endpoint)[0] if check.http_conn_id else check.url
@@ -145,7 +156,8 @@ class ValidationStep:
     @staticmethod
     def _sql(check: SqlCheck) -> tuple[bool, Any, Any, str | None]:
         timeout = check.timeout.total_seconds()
-        conn = pg_connect(check.conn_id, connect_timeout=timeout, autocommit=False)
+        conn_id, database = _sql_target(check)
+        conn = pg_connect(conn_id, connect_timeout=timeout, autocommit=False, database=database)
         try:
             cur = conn.cursor()
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(timeout * 1000)}ms",))

@@ -1,0 +1,1 @@
+"""Protected clusters: members, roles read at run time, fencing, failover, switchover and rejoin."""

@@ -1,0 +1,1 @@
+"""The lifecycle actions of a cluster: failover, switchover, rejoin (each returns phases and a sentence)."""
