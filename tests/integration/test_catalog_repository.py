@@ -422,6 +422,21 @@ def test_failover_event_and_generic_insert(catalog):
     with pytest.raises(ValueError, match="no column"):
         catalog.insert("recovery_metrics", nonsense=1)
 
+    assert catalog.get_failover_event(event.id) == done
+    assert catalog.failover_events(statuses=("completed",), since=event.initiated_at)[0] == done
+    assert catalog.failover_events(statuses=("initiated",), since=event.initiated_at) == []
+    with pytest.raises(NotFound):
+        catalog.get_failover_event(uuid.uuid4())
+
+
+def test_active_execution_plans_names_the_plan_of_each_running_execution(catalog):
+    plan = new_plan(catalog)
+    execution = catalog.open_execution(**open_kwargs(plan, name="active-1"))
+    assert (plan.plan_name, "active-1") in catalog.active_execution_plans()
+    catalog.finalize_execution(execution.id, status="completed", steps_completed=3, steps_total=3,
+                               total_duration=None, actual_rto=None, success_criteria_met=True)
+    assert (plan.plan_name, "active-1") not in catalog.active_execution_plans()
+
 
 def test_from_libpq_dsn(catalog_cluster_db):
     cluster, dbname = catalog_cluster_db

@@ -261,6 +261,18 @@ class Catalog:
             rows = conn.execute(query.order_by(t.c.initiated_at, t.c.id)).mappings().all()
         return [ExecutionRecord.from_row(r) for r in rows]
 
+    def active_execution_plans(self) -> list[tuple[str, str]]:
+        """(plan name, execution name) of every execution still initiated or in progress."""
+        e, p = recovery_executions, disaster_recovery_plans
+        query = (
+            select(p.c.plan_name, e.c.execution_name)
+            .select_from(e.join(p, e.c.plan_id == p.c.id))
+            .where(e.c.status.in_(list(ACTIVE_EXECUTION_STATUSES)))
+            .order_by(e.c.initiated_at)
+        )
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(query)]
+
     def open_execution(
         self,
         *,
