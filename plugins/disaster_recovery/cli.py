@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "disaster_recovery.commands.plans",
     "disaster_recovery.commands.catalog",
     "disaster_recovery.commands.clusters",
+    "disaster_recovery.commands.services",
 )
 
 
