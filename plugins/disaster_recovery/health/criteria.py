@@ -5,10 +5,50 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from disaster_recovery.plans.criteria_models import FailoverCriteria
 
 SEVERITY = {"healthy": 0, "unknown": 1, "degraded": 2, "unhealthy": 3}
+
+
+AlertLevel = Literal["none", "warning", "critical"]
+
+
+class HealthMetrics(BaseModel):
+    """The ``custom_metrics`` of a system_health_monitoring row written by the health monitor.
+
+    Reading is tolerant (unknown keys are ignored) so rows written by older or other writers still load.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    probe: Literal["postgres", "http", "tcp"] | None = None
+    ok: bool | None = None  # None: the probe could not run (e.g. its connection is not defined)
+    availability_percent: float | None = None
+    consecutive_failures: int = 0
+    consecutive_unhealthy: int = 0
+    alert_level: AlertLevel = "none"
+    window_probes: int | None = None
+    error: str | None = None
+    target: str | None = None  # host:port or URL, never credentials
+    member: str | None = None
+    role: str | None = None
+    timeline: int | None = None
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    replay_paused: bool | None = None
+    standbys_streaming: int | None = None
+    archive_mode: str | None = None
+    archiver_failing: bool | None = None
+    last_failed_wal: str | None = None
+    topology: str | None = None
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -21,6 +61,33 @@ class HealthSample:
     response_time_ms: float | None = None
     error_rate: float | None = None
     throughput_rps: float | None = None
+    ok: bool | None = None  # did the probe succeed (None: unknown, or it could not run)
+    consecutive_failures: int | None = None
+    consecutive_unhealthy: int | None = None
+    alert_level: str | None = None
+    availability_percent: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> HealthSample:
+        """A sample from a system_health_monitoring row (a mapping of its columns)."""
+        raw = row["custom_metrics"]
+        try:
+            metrics = HealthMetrics.model_validate(raw) if isinstance(raw, Mapping) and raw else None
+        except ValidationError:
+            metrics = None
+        return cls(
+            service_name=row["service_name"],
+            health_status=row["health_status"],
+            at=row["monitoring_timestamp"],
+            response_time_ms=_number(row["response_time_ms"]),
+            error_rate=_number(row["error_rate"]),
+            throughput_rps=_number(row["throughput_rps"]),
+            ok=metrics.ok if metrics else None,
+            consecutive_failures=metrics.consecutive_failures if metrics else None,
+            consecutive_unhealthy=metrics.consecutive_unhealthy if metrics else None,
+            alert_level=metrics.alert_level if metrics else None,
+            availability_percent=metrics.availability_percent if metrics else None,
+        )
 
 
 @dataclass(frozen=True)
