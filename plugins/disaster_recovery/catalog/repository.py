@@ -581,6 +581,56 @@ class Catalog:
             raise NotFound(f"no failover event with id {event_id}")
         return FailoverEventRecord.from_row(row)
 
+    # -- system health --------------------------------------------------------------------------------
+    def record_health(self, rows: Iterable[Any]) -> int:
+        """Insert system_health_monitoring rows in one multi-row INSERT; returns how many. A row is a mapping
+        of column values, or has ``values()`` giving one (``health.evaluation.HealthRow``); columns a row
+        leaves out get their defaults."""
+        from disaster_recovery.catalog.tables import system_health_monitoring as t
+
+        prepared = [_prepare(t, row if isinstance(row, Mapping) else row.values()) for row in rows]
+        if not prepared:
+            return 0
+        with self.engine.begin() as conn:
+            for columns in dict.fromkeys(tuple(sorted(values)) for values in prepared):  # one INSERT per shape
+                conn.execute(insert(t).values([v for v in prepared if tuple(sorted(v)) == columns]))
+        return len(prepared)
+
+    def recent_health(self, service_names: Iterable[str], *, limit_per_service: int) -> dict[str, list[Any]]:
+        """Per service asked for, its newest ``limit_per_service`` samples newest first
+        (``health.criteria.HealthSample``; an empty list for a service without rows)."""
+        from sqlalchemy import union_all
+
+        from disaster_recovery.catalog.tables import system_health_monitoring as t
+        from disaster_recovery.health.criteria import HealthSample
+
+        result: dict[str, list[HealthSample]] = {name: [] for name in service_names}
+        if not result or limit_per_service <= 0:
+            return result
+        newest = [
+            select(t).where(t.c.service_name == name)
+            .order_by(t.c.monitoring_timestamp.desc(), t.c.id.desc()).limit(limit_per_service)
+            for name in result
+        ]
+        with self.engine.connect() as conn:
+            rows = conn.execute(newest[0] if len(newest) == 1 else union_all(*newest)).mappings().all()
+        for row in rows:
+            result[row["service_name"]].append(HealthSample.from_row({k: normalize(v) for k, v in row.items()}))
+        for samples in result.values():
+            samples.sort(key=lambda s: s.at, reverse=True)
+        return result
+
+    def delete_health_before(self, moment: dt.datetime) -> int:
+        """Delete the system_health_monitoring rows older than ``moment`` (retention); returns how many."""
+        from sqlalchemy import delete
+
+        from disaster_recovery.catalog.tables import system_health_monitoring as t
+
+        if moment.tzinfo is None:
+            raise ValueError(f"naive datetime {moment!r}; pass a timezone-aware one")
+        with self.engine.begin() as conn:
+            return conn.execute(delete(t).where(t.c.monitoring_timestamp < moment)).rowcount
+
     # -- generic --------------------------------------------------------------------------------------
     def insert(self, table_name: str, **values: Any) -> dict[str, Any]:
         """Insert one row into any catalog table; returns the whole row (a plain dict, normalised)."""
