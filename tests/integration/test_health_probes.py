@@ -63,6 +63,8 @@ def world():
     clusters_file.write_text(yaml.safe_dump({"clusters": [
         {"name": "hp", "members": [{"conn_id": "health_node1"}, {"conn_id": "health_node2"}]},
         {"name": "arch", "members": [{"conn_id": "health_arch"}]},
+        {"name": "hp-plain", "members": [{"conn_id": "health_plain1"}, {"conn_id": "health_plain2"}]},
+        {"name": "arch-plain", "members": [{"conn_id": "health_arch_plain"}]},
     ]}))
     mp.setenv("DR_CLUSTERS_FILE", str(clusters_file))
     clusters = load_clusters()  # from $DR_CLUSTERS_FILE, as the monitor reads it
@@ -152,6 +154,32 @@ def test_wal_archiving_off_then_failing(world):
     reading = evaluate(svc, failing, ServiceHistory(svc))
     assert reading.status == "degraded" and reading.alert_level == "warning"
     assert reading.alerts[0].startswith("WAL archiving is failing on health_arch (last failed: 0000000100000000000000")
+
+
+def plain_uri(cluster) -> str:
+    return f"postgresql://plain:plain-pw@127.0.0.1:{cluster.port}/postgres"
+
+
+def test_an_unprivileged_login_is_a_configuration_problem_not_a_lost_server(world, monkeypatch):
+    node1, arch = world["node1"], world["arch"]
+    for cluster in (node1, arch):
+        cluster.query("CREATE ROLE plain LOGIN PASSWORD 'plain-pw'")
+    monkeypatch.setenv("AIRFLOW_CONN_HEALTH_PLAIN1", plain_uri(node1))
+    monkeypatch.setenv("AIRFLOW_CONN_HEALTH_PLAIN2", plain_uri(world["node2"]))
+    monkeypatch.setenv("AIRFLOW_CONN_HEALTH_ARCH_PLAIN", plain_uri(arch))
+    assert wait_for(lambda: caught_up(world))  # the role reached the standby
+    svc = service("plain", {"kind": "postgres", "cluster": "hp-plain", "replication_lag_bytes": {"degraded": 1}})
+    obs = probe(svc, clusters=world["clusters"])
+    assert obs.ok is True and obs.member == "health_plain1", obs.error
+    reading = evaluate(svc, obs, ServiceHistory(svc))  # not "no standby streams": it cannot see them
+    assert reading.status == "degraded" and "hidden from this login (give it pg_monitor)" in reading.alerts[0]
+
+    arch.query("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    try:
+        unreadable = probe(service("x", {"kind": "postgres", "cluster": "arch-plain"}), clusters=world["clusters"])
+    finally:
+        arch.query("GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC")
+    assert unreadable.ok is None and "cannot tell the roles in cluster arch-plain" in unreadable.error
 
 
 def test_probes_that_cannot_run_are_unknown(world):

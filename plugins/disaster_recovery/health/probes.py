@@ -205,6 +205,7 @@ class _Read:
     conn: psycopg.AsyncConnection | None = None
     connect_ms: float = 0.0
     address: str | None = None
+    no_privilege: bool = False  # it answers, but its login may not read the replication state
 
 
 async def _connect(info: ConnectionInfo, *, database: str | None, timeout: float) -> psycopg.AsyncConnection:
@@ -252,6 +253,7 @@ async def _read_member(member: str, conn_id: str, info: ConnectionInfo | Excepti
         read.state = await asyncio.wait_for(_read_state(conn, member=member, conn_id=conn_id), remaining)
     except Exception as exc:  # it answers but its state cannot be read: it may well be a primary
         read.state = unreadable(member=member, conn_id=conn_id, error=error_text(exc))
+        read.no_privilege = isinstance(exc, psycopg.errors.InsufficientPrivilege)
     return read
 
 
@@ -275,6 +277,8 @@ async def _run_query(conn: psycopg.AsyncConnection, query: str) -> tuple[float, 
 def _primary_lag(primary: MemberState, snapshot: ClusterSnapshot | None) -> dict[str, Any]:
     """Lag of the standbys streaming from ``primary`` (its pg_stat_replication): the worst one."""
     current = lsn_to_int(primary.current_lsn)
+    if any(link.state is None for link in primary.standbys):  # rows without columns: not ours to see
+        return {"state_error": "pg_stat_replication is hidden from this login (give it pg_monitor)"}
     links = [link for link in primary.standbys if link.state == "streaming"]
     facts: dict[str, Any] = {"standbys_streaming": len(links)}
     behind = [(max(0, current - (lsn_to_int(link.replay_lsn) or 0)), link) for link in links if current is not None]
@@ -347,6 +351,9 @@ async def _probe_cluster(probe: PostgresProbe, cluster: Cluster, *, at: datetime
         chosen = _choose(topology, probe.role, snapshot)
         base = ProbeObservation(at=at, kind="postgres", ok=False, role=probe.role, topology=topology.sentence)
         if chosen is None:
+            if any(r.no_privilege for r in reads):  # a configuration problem, not a lost server
+                raise CannotRun(f"cannot tell the roles in cluster {cluster.name}: {topology.sentence} (give the "
+                                "connections a superuser or pg_monitor login)")
             what = "writable primary" if probe.role == "primary" else "reachable unfenced standby"
             return replace(base, error=f"no {what}: {topology.sentence}")
         read = next(r for m, r in zip(cluster.members, reads, strict=True) if m.member_name == chosen)
