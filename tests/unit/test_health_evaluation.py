@@ -149,6 +149,11 @@ def test_wal_archiving_failing_or_off_is_degraded():
     assert unread.status == "degraded" and unread.alerts[0].startswith("cannot read the replication state")
     not_checked = pg_service()
     assert run(not_checked, ServiceHistory(300), clock, True, archive_mode="off")[0].status == "healthy"
+    standby = pg_service(role="standby", wal_archiving=True)
+    (of_primary,) = run(standby, ServiceHistory(300), clock, True, role="standby", member="n2", archive_mode="off")
+    assert of_primary.alerts == ("WAL archiving is off on the primary (archive_mode off)",)
+    (no_primary,) = run(standby, ServiceHistory(300), clock, True, role="standby", member="n2")
+    assert no_primary.status == "healthy"  # the primary's own probe reports that it is gone
 
 
 def test_anomaly_rule_bounds():

@@ -260,12 +260,14 @@ def _postgres_findings(probe: PostgresProbe, o: ProbeObservation, found: _Findin
     found.limits("replication lag", o.lag_bytes, probe.replication_lag_bytes, " bytes")
     found.limits("replication lag", o.lag_seconds, probe.replication_lag_seconds, " s")
     if probe.wal_archiving and not o.state_error:
-        if o.archive_mode in (None, "off"):
-            found.add("degraded", f"WAL archiving is off on {o.member or 'the primary'} (archive_mode "
-                      f"{o.archive_mode or 'unknown'})")
+        where = o.member if o.role == "primary" and o.member else "the primary"
+        if o.archive_mode is None:  # a standby's probe while no primary answers: that probe says so
+            if o.role == "primary":
+                found.add("degraded", f"cannot check WAL archiving on {where}: its archiver state is unknown")
+        elif o.archive_mode == "off":
+            found.add("degraded", f"WAL archiving is off on {where} (archive_mode off)")
         elif o.archiver_failing:
-            found.add("degraded", f"WAL archiving is failing on {o.member or 'the primary'} (last failed: "
-                      f"{o.last_failed_wal or 'unknown'})")
+            found.add("degraded", f"WAL archiving is failing on {where} (last failed: {o.last_failed_wal or 'unknown'})")
 
 
 def _window_stats(service: Service, history: ServiceHistory, current: PastReading) -> tuple[float | None, float | None, int]:

@@ -65,8 +65,6 @@ HTTP_HOOK_OPTIONS = frozenset({
 })
 
 
-
-
 def probe_http_client() -> httpx.AsyncClient:
     """A client to share between HTTP probes: no keep-alive (each probe opens its own connection, so a
     dead server is seen), no redirects, no proxies from the environment."""
@@ -378,7 +376,8 @@ async def _probe_server(probe: PostgresProbe, *, at: datetime, info: ConnectionI
     try:
         conn = await _connect(info, database=probe.database, timeout=timeout)
     except Exception as exc:
-        return replace(base, error=f"{target}: {error_text(exc)}")
+        why = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else error_text(exc)
+        return replace(base, error=f"{target}: {why}")
     try:
         connect_ms = (time.monotonic() - started) * 1000
         try:
