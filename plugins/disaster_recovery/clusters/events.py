@@ -87,6 +87,25 @@ def open_incident(catalog: Catalog, *, cluster: str | None, plan_name: str, dag_
     )
 
 
+def link_incident(catalog: Catalog, incident_id: str, *, execution_id: str | None, dag_id: str, run_id: str,
+                  refusal: str | None = None) -> None:
+    """The plan's run admitted (in_progress, naming its execution) or refused (failed, with the reason)
+    the incident the monitor opened. An unknown id is ignored: the run may have been started by hand."""
+    incident = _incident(catalog, incident_id)
+    if incident is None:
+        return
+    impact = FailoverImpact.of(incident).model_copy(update={
+        "execution_id": execution_id, "dag_id": dag_id, "run_id": run_id, "refusal": refusal})
+    fields: dict[str, Any] = {"impact_assessment": impact.model_dump(mode="json")}
+    if refusal:
+        now = datetime.now(UTC)
+        fields.update(status="failed", completed_at=now, duration=now - incident.initiated_at,
+                      success_validation={"sentence": f"the recovery was refused: {refusal}", "ok": False})
+    else:
+        fields["status"] = "in_progress"
+    catalog.update_failover_event(incident.id, **fields)
+
+
 def record_action(
     catalog: Catalog, *, result: ActionResult | None, action: str, cluster: str, refusal: str | None,
     trigger_reason: str, automated: bool, initiated_by: str, started_at: datetime,

@@ -81,3 +81,22 @@ class FinalizeExecutionOperator(_PlanOperator):
         from disaster_recovery.orchestration import runtime
 
         return runtime.finalize(self.plan, context)
+
+
+class HealthMonitorOperator(BaseOperator):
+    """Defers to the health monitor trigger for as long as it runs (see ``health.trigger``)."""
+
+    ui_color = "#e2f0d9"
+
+    def __init__(self, *, trigger_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trigger_kwargs = dict(trigger_kwargs or {})
+
+    def execute(self, context) -> None:
+        from disaster_recovery.health.trigger import HealthMonitorTrigger
+
+        self.defer(trigger=HealthMonitorTrigger(**self.trigger_kwargs), method_name="execute_complete")
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.log.info("the health monitor ended: %s", event)
+        return dict(event or {})

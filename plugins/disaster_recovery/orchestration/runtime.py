@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from disaster_recovery.catalog.records import StepSpec
 from disaster_recovery.catalog.repository import Catalog, ConflictingExecution, catalog_from_connection
+from disaster_recovery.clusters.events import link_incident
 from disaster_recovery.governance.admission import admit_execution
 from disaster_recovery.governance.outcome import StepState, decide_outcome
 from disaster_recovery.health.criteria import HealthSample, evaluate_failover_criteria
@@ -192,6 +193,9 @@ def validate_and_open(plan: Plan, context) -> str:
         }
         if verdict is not None:
             event["criteria"] = verdict.sentence
+        if info["incident_id"]:
+            event["incident_id"] = info["incident_id"]
+            event["evidence"] = list(info["evidence"])
         common = {
             "execution_name": f"{plan.name} {info['run_id']}"[:200],
             "plan_id": plan_row.id,
@@ -213,7 +217,13 @@ def validate_and_open(plan: Plan, context) -> str:
         if not admission.allowed:
             refused = cat.record_refused_execution(**common, reason=admission.sentence)
             log.error("execution refused (recorded as %s): %s", refused.id, admission.sentence)
+            if info["incident_id"]:
+                link_incident(cat, info["incident_id"], execution_id=str(refused.id), dag_id=info["dag_id"],
+                              run_id=info["run_id"], refusal=admission.sentence)
             raise AirflowFailException(f"execution refused: {admission.sentence}")
+        if info["incident_id"]:
+            link_incident(cat, info["incident_id"], execution_id=str(execution.id), dag_id=info["dag_id"],
+                          run_id=info["run_id"])
         cat.create_step_rows(execution.id, _step_specs(plan))
         log.info("%s; execution %s opened (%d steps)", admission.sentence, execution.id, len(plan.steps))
         _notify_event(plan, event="started", execution_id=str(execution.id), status="in_progress",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 
 from .base import PlanModel
+from .durations import PositiveDuration
 from .enums import HealthStatus
 from .names import ServiceName, StepName
 
@@ -33,6 +36,11 @@ class FailoverCriteria(PlanModel):
 
     health_thresholds: dict[ServiceName, HealthThreshold] = Field(default_factory=dict)
     performance_thresholds: PerformanceThresholds = PerformanceThresholds()
+    rearm_after: PositiveDuration = Field(
+        timedelta(seconds=60),
+        description="after an automated recovery, the criteria must be clear this long before the health "
+        "monitor may start another one (no flapping back and forth)",
+    )
 
     @property
     def is_empty(self) -> bool:
