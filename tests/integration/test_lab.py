@@ -6,6 +6,7 @@ The module shares one lab; its last test stops the lab and checks that nothing i
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from disaster_recovery.lab.processes import group_members
 from disaster_recovery.lab.stack import AIRFLOW_COMPONENTS, Lab
 
 pytestmark = pytest.mark.lab
@@ -101,10 +103,10 @@ def test_clusters_and_connections(lab):
 
 def test_second_up_is_harmless(lab):
     before = lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0]
-    pids = {name: lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS}
+    pids = {name: lab.processes.pgid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS}
     proc = lab_command(lab.home, "up")
     assert proc.returncode == 0, proc.stderr
-    assert {name: lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS} == pids
+    assert {name: lab.processes.pgid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS} == pids
     assert lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0] == before
 
 
@@ -176,14 +178,87 @@ def test_failover_plan_triggered_through_the_rest_api(lab, token):
     assert "failover" in (lab.home / "webhooks.jsonl").read_text()
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_of(lab) -> dict[int, str]:
+    """Every running process started with this lab's environment (DR_LAB_HOME): {pid: command line}."""
+    marker = f"DR_LAB_HOME={lab.home}".encode()
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ and running(int(entry)):
+            found[int(entry)] = command_line(int(entry))
+    return found
+
+
+def kill_scheduler_leader(lab) -> tuple[int, list[int]]:
+    """`kill -9` the scheduler's main process; (its group id, the processes it leaves behind)."""
+    name = "airflow-scheduler"
+    pgid = lab.processes.pgid(name)
+    deadline = time.monotonic() + 60
+    # A scheduler reports healthy a little before it has forked its LocalExecutor workers.
+    while not any("LocalExecutor" in command_line(pid) for pid in lab.processes.members(name)):
+        assert time.monotonic() < deadline, [command_line(pid) for pid in lab.processes.members(name)]
+        time.sleep(0.2)
+    os.kill(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while lab.processes.alive(name):
+        assert time.monotonic() < deadline, "the scheduler survived SIGKILL"
+        time.sleep(0.1)
+    left = lab.processes.members(name)
+    assert left, "nothing outlived the scheduler's leader: this test no longer tests anything"
+    return pgid, left
+
+
+def test_up_ends_what_a_killed_scheduler_left_and_starts_it_again(lab):
+    pgid, left = kill_scheduler_leader(lab)
+    proc = lab_command(lab.home, "up")
+    assert proc.returncode == 0, proc.stderr
+    assert "airflow-scheduler: its leader was gone" in proc.stdout
+    assert "starting airflow-scheduler again" in proc.stdout
+    assert not [pid for pid in left if running(pid)]
+    new_pgid = lab.processes.pgid("airflow-scheduler")
+    assert new_pgid != pgid and lab.processes.alive("airflow-scheduler")
+    schedulers = [pid for pid, cmd in processes_of(lab).items() if cmd.endswith("-m airflow scheduler")]
+    assert schedulers and all(pid in group_members(new_pgid) for pid in schedulers), schedulers
+
+
+def test_down_after_the_scheduler_was_killed_leaves_none_of_its_processes(lab):
+    """The reported bug: its LocalExecutor workers and log server outlived a `kill -9` and `down`."""
+    pgid, left = kill_scheduler_leader(lab)
+    proc = lab_command(lab.home, "down")
+    assert proc.returncode == 0, proc.stderr
+    assert not [pid for pid in left if running(pid)]
+    assert group_members(pgid) == {}
+    assert processes_of(lab) == {}
+    # The module's last test stops the lab itself: bring it back.
+    proc = lab_command(lab.home, "up")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_down_leaves_no_process_or_port_behind(lab):
-    groups = [lab._pid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS] + [lab._pid("sinks")]
+    groups = [lab.processes.pgid(name) for name in [f"airflow-{c}" for c in AIRFLOW_COMPONENTS] + ["sinks"]]
     assert all(groups)
     proc = lab_command(lab.home, "down")
     assert proc.returncode == 0, proc.stderr
     for pgid in groups:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pgid, 0)
+        assert group_members(pgid) == {}
+    assert processes_of(lab) == {}
     for cluster in (lab.control, lab.primary, lab.standby):
         assert not (cluster.data_dir / "postmaster.pid").exists()
     for port in lab.config.ports.values():

@@ -18,19 +18,20 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from disaster_recovery.backups.keys import generate_key
 from disaster_recovery.catalog.migrations import migrate
+from disaster_recovery.lab.processes import ProcessGroups
 from disaster_recovery.postgres.cluster import (
     ClusterError,
     LocalCluster,
@@ -266,58 +267,37 @@ class Lab:
             conn.close()
 
     # -- processes ----------------------------------------------------------------------------------
-    def _pid(self, name: str) -> int | None:
-        path = self.run_dir / f"{name}.pid"
-        try:
-            pid = int(path.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            return None
+    # Seconds a component's main process gets to exit after SIGTERM before it is signalled again and
+    # then killed (default 10: the scheduler lets running tasks finish meanwhile). The triggerer gets
+    # less: in some stops it sits out the whole 10-second escalation of its own kill() of its runner
+    # subprocess (airflow.sdk.execution_time.supervisor: once the runner has closed its sockets, kill()
+    # blocks in select() with nothing left to wake it), and a second SIGTERM makes it exit at once.
+    STOP_TIMEOUTS = {"airflow-triggerer": 3.0}
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        if self._pid(name):
+    @cached_property
+    def processes(self) -> ProcessGroups:
+        return ProcessGroups(self.run_dir)
+
+    def _stop(self, name: str) -> None:
+        self.processes.stop(name, timeout=self.STOP_TIMEOUTS.get(name, 10.0))
+
+    def _spawn(self, name: str, argv: list[str], *, env: dict[str, str], log) -> None:
+        """Start `name` unless its leader runs; what is left of a group whose leader died is ended first."""
+        if self.processes.alive(name):
             return
-        out = (self.run_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=REPO, start_new_session=True,
-        )
-        (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
+        if leftovers := self.processes.stop(name):
+            log(f"{name}: its leader was gone but {len(leftovers)} of its processes were left "
+                f"(pids {', '.join(map(str, leftovers))}); ended them, starting {name} again")
+        self.processes.spawn(name, argv, env=env, cwd=REPO)
 
-    def _stop_process(self, name: str, *, timeout: float = 30) -> None:
-        pid = self._pid(name)
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self._alive_group(pid):
-                time.sleep(0.2)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self._alive_group(pid):
-                time.sleep(0.1)
-        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
-
-    @staticmethod
-    def _alive_group(pgid: int) -> bool:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        # A zombie leader we started is reaped by nobody else: reap it.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pgid, os.WNOHANG)
-        return True
-
-    def up_sinks(self) -> None:
+    def up_sinks(self, log=print) -> None:
         ports = self.config.ports
         self._spawn(
             "sinks",
             [sys.executable, "-m", "disaster_recovery.lab.sinks", "--home", str(self.home),
              "--smtp-port", str(ports["smtp"]), "--webhook-port", str(ports["webhook"])],
-            self.airflow_env() | {"PYTHONPATH": str(REPO / "plugins")},
+            env=self.airflow_env() | {"PYTHONPATH": str(REPO / "plugins")},
+            log=log,
         )
 
     def up_airflow(self, log) -> None:
@@ -328,7 +308,7 @@ class Lab:
         passwords.write_text(json.dumps({self.config.admin_user: self.config.admin_password}))
         passwords.chmod(0o600)
         airflow = [sys.executable, "-m", "airflow"]
-        if not all(self._pid(name) for name in AIRFLOW_COMPONENTS):
+        if not all(self.processes.alive(name) for name in AIRFLOW_COMPONENTS):
             log("migrating Airflow's metadata database")
             self._run(airflow + ["db", "migrate"], env)
             conns = self.run_dir / "connections.json"
@@ -340,7 +320,7 @@ class Lab:
                 conns.unlink(missing_ok=True)
             log("created the Airflow connections: " + ", ".join(self.connections()))
         for name in AIRFLOW_COMPONENTS:
-            self._spawn(f"airflow-{name}", airflow + [name], env)
+            self._spawn(f"airflow-{name}", airflow + [name], env=env, log=log)
 
     @staticmethod
     def _run(argv: list[str], env: dict[str, str]) -> None:
@@ -363,8 +343,8 @@ class Lab:
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last = str(exc)
             for name in AIRFLOW_COMPONENTS:
-                if not self._pid(f"airflow-{name}"):
-                    tail = (self.run_dir / f"airflow-{name}.log").read_text(errors="replace")[-3000:]
+                if not self.processes.alive(f"airflow-{name}"):
+                    tail = self.processes.log_path(f"airflow-{name}").read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"airflow {name} exited; its log ends with:\n{tail}")
             time.sleep(1)
         raise RuntimeError(f"Airflow did not become healthy in {timeout}s: {last}")
@@ -373,15 +353,15 @@ class Lab:
     def up(self, log=print) -> None:
         started = time.monotonic()
         self.up_clusters(log)
-        self.up_sinks()
+        self.up_sinks(log)
         self.up_airflow(log)
         self.wait_healthy()
         log(self.summary(time.monotonic() - started))
 
     def down(self, log=print) -> None:
         for name in reversed(AIRFLOW_COMPONENTS):
-            self._stop_process(f"airflow-{name}")
-        self._stop_process("sinks")
+            self._stop(f"airflow-{name}")
+        self._stop("sinks")
         for cluster in (self.standby, self.primary, self.control):
             with contextlib.suppress(ClusterError):
                 cluster.stop()
