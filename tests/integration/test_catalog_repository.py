@@ -432,10 +432,11 @@ def test_failover_event_and_generic_insert(catalog):
 def test_active_execution_plans_names_the_plan_of_each_running_execution(catalog):
     plan = new_plan(catalog)
     execution = catalog.open_execution(**open_kwargs(plan, name="active-1"))
-    assert (plan.plan_name, "active-1") in catalog.active_execution_plans()
+    (active,) = [a for a in catalog.active_execution_plans() if a.execution_name == "active-1"]
+    assert active.plan_name == plan.plan_name and active.plan_document == plan.plan_document
     catalog.finalize_execution(execution.id, status="completed", steps_completed=3, steps_total=3,
                                total_duration=None, actual_rto=None, success_criteria_met=True)
-    assert (plan.plan_name, "active-1") not in catalog.active_execution_plans()
+    assert "active-1" not in [a.execution_name for a in catalog.active_execution_plans()]
 
 
 def test_from_libpq_dsn(catalog_cluster_db):

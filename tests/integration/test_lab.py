@@ -1,6 +1,9 @@
-"""The real lab, as `make run` starts it, in a temp folder on free ports: Airflow answers, logins work.
+"""The real lab, as `make run` starts it, in a temp folder on free ports: Airflow answers, logins work, the
+health monitor fails a killed primary over by itself, the old primary stays fenced across `down` + `up`,
+and rejoin + switchover through the REST API bring back the original topology.
 
-The module shares one lab; its last test stops the lab and checks that nothing is left running.
+The module shares one lab and its tests run in order; its last test stops the lab and checks that nothing
+is left running.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg2
 import pytest
 
 from disaster_recovery.lab.processes import group_members
@@ -59,6 +63,7 @@ def token(lab) -> str:
 def test_up_prints_the_ui_url_and_login(lab):
     assert lab.api_url in lab.up_output
     assert f"login: admin / {lab.config.admin_password}" in lab.up_output
+    assert "wedsync_node1 is the primary of wedsync (timeline 1); streaming to wedsync_node2." in lab.up_output
 
 
 def test_health_is_green(lab):
@@ -82,8 +87,10 @@ def test_dr_api_is_mounted_and_protected(lab, token):
 
 
 def test_clusters_and_connections(lab):
-    assert not lab.primary.in_recovery()
-    assert lab.standby.in_recovery()
+    topology = lab.members.topology()
+    assert (topology.primary, topology.streaming) == ("wedsync_node1", ("wedsync_node2",))
+    assert lab.nodes["wedsync_node2"].in_recovery()
+    assert lab.primary.query("SHOW synchronous_standby_names") == [('ANY 1 ("wedsync_node2")',)]
     rows = lab.primary.query("SELECT count(*) FROM weddings", dbname="wedsync")[0][0]
     assert rows >= 500
     tables = lab.control.query(
@@ -97,7 +104,7 @@ def test_clusters_and_connections(lab):
         [sys.executable, "-m", "airflow", "connections", "list", "-o", "plain"],
         env=env, capture_output=True, text=True, timeout=120,
     )
-    for conn_id in ("dr_catalog", "wedsync_primary", "wedsync_standby"):
+    for conn_id in ("dr_catalog", "wedsync_node1", "wedsync_node2", "dr_airflow_api"):
         assert conn_id in out.stdout
 
 
@@ -154,26 +161,135 @@ def test_backup_dag_then_asset_triggered_verification(lab, token):
     assert list((lab.home / "backups" / "wedsync").rglob("*.drbk"))
 
 
-def test_failover_plan_triggered_through_the_rest_api(lab, token):
-    """End to end: the shipped plan, triggered like an operator would, fails the lab's primary over."""
-    headers = {"Authorization": f"Bearer {token}"}
-    dag_id = "dr_plan__wedsync-database-failover"
+def catalog_rows(lab, sql: str, params: tuple = ()) -> list[tuple]:
+    return lab.control.query(sql, params, dbname="dr_catalog")
+
+
+def wait_until(check, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.5)
+
+
+def trigger(lab, headers, dag_id: str, reason: str) -> str:
     wait_for_dag(lab, headers, dag_id)
-    resp = httpx.post(
-        f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns",
-        headers=headers,
-        json={"logical_date": None, "conf": {"reason": "end-to-end test", "trigger_type": "manual"}},
-        timeout=30,
-    )
+    resp = httpx.post(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns", headers=headers,
+                      json={"logical_date": None, "conf": {"reason": reason}}, timeout=30)
     assert resp.status_code == 200, resp.text
-    run_id = resp.json()["dag_run_id"]
-    assert wait_for_run(lab, headers, dag_id, run_id) == "success"
-    assert not lab.standby.in_recovery()
-    row = lab.control.query(
-        "SELECT status, trigger_event->>'initiator', recovery_steps_completed FROM recovery_executions "
-        "WHERE trigger_event->>'run_id' = %s", (run_id,), dbname="dr_catalog",
-    )
-    assert row == [("completed", lab.config.admin_user, 5)]
+    return resp.json()["dag_run_id"]
+
+
+def automated_runs(lab) -> list[tuple]:
+    return catalog_rows(lab, "SELECT trigger_event->>'run_id', status FROM recovery_executions "
+                             "WHERE trigger_type = 'automated' ORDER BY initiated_at")
+
+
+def test_the_monitor_records_every_service_and_its_own_heartbeat(lab, token):
+    headers = {"Authorization": f"Bearer {token}"}
+    wait_for_dag(lab, headers, "dr_health_monitor")
+    wait_until(lambda: catalog_rows(lab, "SELECT 1 FROM system_health_monitoring WHERE service_name = "
+                                         "'dr-health-monitor'"), timeout=120, what="a heartbeat row")
+    services = dict(catalog_rows(lab, "SELECT DISTINCT ON (service_name) service_name, health_status FROM "
+                                      "system_health_monitoring ORDER BY service_name, monitoring_timestamp DESC"))
+    assert set(services) >= {"wedsync-primary-db", "wedsync-standby-db", "airflow-api", "smtp-relay",
+                             "dr-health-monitor"}
+    assert services["wedsync-primary-db"] in ("healthy", "degraded"), services
+    runs = httpx.get(f"{lab.api_url}/api/v2/dags/dr_health_monitor/dagRuns", headers=headers, timeout=10).json()
+    (running_run,) = [r for r in runs["dag_runs"] if r["state"] == "running"]
+    ti = httpx.get(f"{lab.api_url}/api/v2/dags/dr_health_monitor/dagRuns/{running_run['dag_run_id']}"
+                   "/taskInstances/monitor", headers=headers, timeout=10).json()
+    assert ti["state"] == "deferred"  # it lives in the triggerer
+
+
+def test_killing_the_primary_fails_over_by_itself(lab, token):
+    """The scheduler and the monitor are running, as in `make run`: nobody triggers anything."""
+    headers = {"Authorization": f"Bearer {token}"}
+    lab.nodes["wedsync_node1"].kill()
+    incident = wait_until(lambda: catalog_rows(
+        lab, "SELECT id::text, impact_assessment->>'detected_at' FROM failover_events WHERE automated"),
+        timeout=60, what="the incident")
+    ((incident_id, detected_at),) = incident
+    run_id = f"dr_incident__{incident_id}"
+    assert wait_for_run(lab, headers, "dr_plan__wedsync-database-failover", run_id) == "success"
+    assert lab.members.topology().primary == "wedsync_node2"
+    ((status, source, target, trigger_type, initiator),) = catalog_rows(
+        lab, "SELECT f.status, f.source_system, f.target_system, f.trigger_type, e.initiated_by FROM "
+             "failover_events f JOIN recovery_executions e ON e.id::text = f.impact_assessment->>'execution_id' "
+             "WHERE f.id::text = %s", (incident_id,))
+    assert (status, source, target, trigger_type) == ("completed", "wedsync_node1", "wedsync_node2",
+                                                      "health_check_failure")
+    assert initiator == "dr-monitor"
+    assert automated_runs(lab) == [(run_id, "completed")]
+    unhealthy = catalog_rows(lab, "SELECT count(*) FROM system_health_monitoring WHERE service_name = "
+                                  "'wedsync-primary-db' AND health_status = 'unhealthy'")[0][0]
+    assert unhealthy >= 3 and detected_at
+
+
+def test_the_old_primary_restarted_refuses_writes(lab):
+    node1 = lab.nodes["wedsync_node1"]
+    node1.start()
+    node1.wait_ready()
+    assert node1.in_recovery()
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
+        node1.query("INSERT INTO weddings (couple_id) VALUES (1)", dbname="wedsync")
+    node1.stop()  # as a crashed host would be: the lab brings it back below
+
+
+def test_down_and_up_after_a_failover_keep_one_primary_and_say_so(lab):
+    assert lab_command(lab.home, "down").returncode == 0
+    proc = lab_command(lab.home, "up")
+    assert proc.returncode == 0, proc.stderr
+    assert "wedsync_node2 is the primary of wedsync (timeline 2)" in proc.stdout
+    assert "FENCED" in proc.stdout and "rejoin it with dr_plan__wedsync-rejoin" in proc.stdout
+    topology = lab.members.topology()
+    assert topology.primary == "wedsync_node2" and not topology.split_brain
+    assert lab.nodes["wedsync_node1"].in_recovery()
+
+
+def test_the_monitor_resumes_after_the_restart_and_never_repeats_the_incident(lab):
+    restarted = time.time()
+    wait_until(lambda: catalog_rows(lab, "SELECT 1 FROM system_health_monitoring WHERE service_name = "
+                                         "'dr-health-monitor' AND monitoring_timestamp > to_timestamp(%s)",
+                                    (restarted,)), timeout=120, what="a heartbeat after the restart")
+    # The new primary answers; it is degraded, not unhealthy: no standby streams from it until the rejoin.
+    ((status, alerts),) = wait_until(lambda: catalog_rows(
+        lab, "SELECT health_status, alerts_triggered FROM system_health_monitoring WHERE service_name = "
+             "'wedsync-primary-db' AND monitoring_timestamp > to_timestamp(%s) ORDER BY monitoring_timestamp DESC "
+             "LIMIT 1", (restarted,)), timeout=60, what="the new primary probed")
+    assert status == "degraded" and any("no standby streams from wedsync_node2" in a for a in alerts), alerts
+    assert len(automated_runs(lab)) == 1
+
+
+def test_rejoin_then_switchover_through_the_rest_api_restore_the_original_topology(lab, token):
+    headers = {"Authorization": f"Bearer {token}"}
+    run = trigger(lab, headers, "dr_plan__wedsync-rejoin", "rejoin after the failover")
+    assert wait_for_run(lab, headers, "dr_plan__wedsync-rejoin", run) == "success"
+    assert lab.members.topology().streaming == ("wedsync_node1",)
+    run = trigger(lab, headers, "dr_plan__wedsync-switchover", "back to the preferred primary")
+    assert wait_for_run(lab, headers, "dr_plan__wedsync-switchover", run) == "success"
+    topology = lab.members.topology()
+    assert (topology.primary, topology.streaming, topology.fenced) == ("wedsync_node1", ("wedsync_node2",), ())
+    assert lab.primary.query("SHOW synchronous_standby_names") == [('ANY 1 ("wedsync_node2")',)]
+    actions = catalog_rows(lab, "SELECT impact_assessment->>'action', status FROM failover_events "
+                                "ORDER BY initiated_at")
+    assert actions[-2:] == [("rejoin", "completed"), ("switchover", "completed")]
+    time.sleep(3)  # the switchover stopped the primary for a moment: the monitor held, it did not fail over
+    assert len(automated_runs(lab)) == 1
+
+
+def test_failover_plan_triggered_through_the_rest_api(lab, token):
+    """The shipped plan triggered by hand, like an operator would: a second failover after the round trip."""
+    headers = {"Authorization": f"Bearer {token}"}
+    run_id = trigger(lab, headers, "dr_plan__wedsync-database-failover", "end-to-end test")
+    assert wait_for_run(lab, headers, "dr_plan__wedsync-database-failover", run_id) == "success"
+    assert lab.members.topology().primary == "wedsync_node2"
+    row = catalog_rows(lab, "SELECT status, trigger_event->>'initiator', recovery_steps_completed FROM "
+                            "recovery_executions WHERE trigger_event->>'run_id' = %s", (run_id,))
+    assert row == [("completed", lab.config.admin_user, 4)]
     assert list((lab.home / "mail").glob("*.eml"))
     assert "failover" in (lab.home / "webhooks.jsonl").read_text()
 
@@ -259,7 +375,7 @@ def test_down_leaves_no_process_or_port_behind(lab):
     for pgid in groups:
         assert group_members(pgid) == {}
     assert processes_of(lab) == {}
-    for cluster in (lab.control, lab.primary, lab.standby):
+    for cluster in (lab.control, *lab.nodes.values()):
         assert not (cluster.data_dir / "postmaster.pid").exists()
     for port in lab.config.ports.values():
         with socket.socket() as sock:

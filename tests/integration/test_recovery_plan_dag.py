@@ -80,8 +80,15 @@ def env(airflow_db, catalog_cluster_db, wedsync_pair, sinks, tmp_path_factory):
     primary, standby = wedsync_pair
     mp = pytest.MonkeyPatch()
     mp.setenv("AIRFLOW_CONN_DR_CATALOG", cluster.uri(dbname))
-    mp.setenv("AIRFLOW_CONN_WEDSYNC_PRIMARY", primary.uri("wedsync"))
-    mp.setenv("AIRFLOW_CONN_WEDSYNC_STANDBY", standby.uri("wedsync"))
+    mp.setenv("AIRFLOW_CONN_WEDSYNC_NODE1", primary.uri("wedsync"))
+    mp.setenv("AIRFLOW_CONN_WEDSYNC_NODE2", standby.uri("wedsync"))
+    # The shipped plan names the cluster: its members are this module's pair, with host control.
+    clusters = tmp_path_factory.mktemp("clusters") / "clusters.yaml"
+    clusters.write_text(yaml.safe_dump({"clusters": [{"name": "wedsync", "database": "wedsync", "members": [
+        {"conn_id": "wedsync_node1", "control": {"kind": "local", "data_directory": str(primary.data_dir)}},
+        {"conn_id": "wedsync_node2", "control": {"kind": "local", "data_directory": str(standby.data_dir)}},
+    ]}]}))
+    mp.setenv("DR_CLUSTERS_FILE", str(clusters))
     mp.setenv(
         "AIRFLOW_CONN_SMTP_DEFAULT",
         json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": sinks["smtp_port"],
@@ -139,7 +146,7 @@ def executions(env, plan_name: str):
 
 
 def test_unapproved_plan_is_refused_with_the_reason_recorded(env):
-    dag_id = write_plan(env["plans"], sql_plan("draft-plan", conn_id="wedsync_primary", query="SELECT 1",
+    dag_id = write_plan(env["plans"], sql_plan("draft-plan", conn_id="wedsync_node1", query="SELECT 1",
                                                expected=1, approved=False))
     dag_run = run(env, dag_id)
     assert dag_run.state == "failed"
@@ -150,7 +157,7 @@ def test_unapproved_plan_is_refused_with_the_reason_recorded(env):
 
 
 def test_a_second_concurrent_execution_is_refused(env):
-    dag_id = write_plan(env["plans"], sql_plan("busy-plan", conn_id="wedsync_primary", query="SELECT 1", expected=1))
+    dag_id = write_plan(env["plans"], sql_plan("busy-plan", conn_id="wedsync_node1", query="SELECT 1", expected=1))
     first = run(env, dag_id)
     assert first.state == "success"
     plan = env["catalog"].latest_plan("busy-plan")
@@ -168,7 +175,7 @@ def test_a_second_concurrent_execution_is_refused(env):
 
 
 def test_failing_step_retries_then_fails_the_run_and_the_execution(env, sinks):
-    plan = sql_plan("failing-plan", conn_id="wedsync_primary", query="SELECT 41", expected=42, retries=2)
+    plan = sql_plan("failing-plan", conn_id="wedsync_node1", query="SELECT 41", expected=42, retries=2)
     plan["notifications"] = {"events": ["started", "failed"],
                              "channels": [{"kind": "webhook", "http_conn_id": "dr_webhook"}]}
     dag_id = write_plan(env["plans"], plan)
@@ -197,7 +204,11 @@ def test_failover_plan_promotes_the_standby_and_records_everything(env, sinks):
     assert standby.query("SELECT count(*) FROM weddings WHERE couple = 'committed before failover'",
                          dbname="wedsync")[0][0] == 1
     standby.query("INSERT INTO weddings (couple) VALUES ('after failover')", dbname="wedsync")
-    # The old primary was fenced: it refuses writes.
+    # The old primary was fenced for good: stopped, and started again it comes up as a standby.
+    assert (primary.data_dir / "standby.signal").exists() and (primary.data_dir / "dr_fence.json").exists()
+    primary.start()
+    primary.wait_ready()
+    assert primary.in_recovery()
     conn = primary.connect("wedsync")
     try:
         with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction), conn.cursor() as cur:
@@ -207,18 +218,19 @@ def test_failover_plan_promotes_the_standby_and_records_everything(env, sinks):
 
     (row,) = executions(env, "wedsync-database-failover")
     assert row["status"] == "completed"
-    assert row["recovery_steps_completed"] == row["recovery_steps_total"] == 5
+    assert row["recovery_steps_completed"] == row["recovery_steps_total"] == 4
     assert row["completed_at"] is not None and row["actual_rto"] is not None
     assert row["actual_rto"].total_seconds() > 0
     assert row["success_criteria_met"] is True
     assert row["trigger_event"]["run_id"] == dag_run.run_id
     steps = {s.step_name: s for s in env["catalog"].get_steps(row["id"])}
-    assert list(steps) == ["check_standby", "promote_standby", "verify_writable", "verify_data", "notify_team"]
+    assert list(steps) == ["promote_standby", "verify_writable", "verify_data", "notify_team"]
     assert all(s.status == "completed" for s in steps.values())
     promote = steps["promote_standby"]
     assert promote.output_data["promoted"] is True
     assert promote.output_data["timeline"] > promote.output_data["previous_timeline"]
-    assert {v["criterion"] for v in promote.validation_results} == {"promoted", "lag_bytes"}
+    assert {v["criterion"] for v in promote.validation_results} == {"promoted", "data_loss_bytes"}
+    assert promote.output_data["lasting_fence"] is True and promote.output_data["data_loss_bytes"] == 0
     assert all(v["ok"] for v in promote.validation_results)
     assert steps["verify_writable"].parallel_group == "verify"
     # Notifications reached the real SMTP server and the webhook.
@@ -227,11 +239,11 @@ def test_failover_plan_promotes_the_standby_and_records_everything(env, sinks):
 
 
 def test_a_failed_step_runs_the_rollback_steps_and_the_execution_is_rolled_back(env):
-    plan = sql_plan("rollback-plan", conn_id="wedsync_primary", query="SELECT 41", expected=42)
+    plan = sql_plan("rollback-plan", conn_id="wedsync_node1", query="SELECT 41", expected=42)
     plan["steps"].append({"name": "never", "type": "validation", "config": {"checks": [
-        {"kind": "sql", "name": "q", "conn_id": "wedsync_primary", "query": "SELECT 1", "expected": 1}]}})
+        {"kind": "sql", "name": "q", "conn_id": "wedsync_node1", "query": "SELECT 1", "expected": 1}]}})
     plan["rollback_steps"] = [{"name": "undo", "type": "validation", "config": {"checks": [
-        {"kind": "sql", "name": "q", "conn_id": "wedsync_primary", "query": "SELECT 1", "expected": 1}]}}]
+        {"kind": "sql", "name": "q", "conn_id": "wedsync_node1", "query": "SELECT 1", "expected": 1}]}}]
     plan["rollback_criteria"] = {"on_failed_steps": ["check"]}
     dag_run = run(env, write_plan(env["plans"], plan))
     assert dag_run.state == "failed"  # a rolled-back recovery did not recover

@@ -74,8 +74,9 @@ def test_the_lab_sources_load():
 
     wedsync = result.sources["wedsync"]
     assert wedsync.dag_id == "dr_backup__wedsync"
-    assert (wedsync.conn_id, wedsync.method, wedsync.backup_format) == (
-        "wedsync_primary",
+    assert (wedsync.cluster, wedsync.conn_id, wedsync.method, wedsync.backup_format) == (
+        "wedsync",
+        None,
         BackupMethod.PHYSICAL,
         BackupFormat.BINARY,
     )

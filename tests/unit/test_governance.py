@@ -51,6 +51,8 @@ def test_an_approved_effective_plan_is_admitted():
         ({}, {"trigger_type": "whenever"}, "unknown trigger_type 'whenever'"),
         ({}, {"execution_mode": "yolo"}, "unknown execution_mode 'yolo'"),
         ({}, {"trigger_type": "automated"}, "no health data"),
+        ({}, {"conflicting_executions": ("switchover run-7",)},
+         "another recovery execution acts on cluster(s)  of 'sample-plan': switchover run-7"),
     ],
 )
 def test_refusals_say_why(overrides, kwargs, reason):
@@ -113,3 +115,17 @@ def test_outcome_completed_failed_and_rolled_back():
     assert no_rollback.status == "completed" and not no_rollback.rollback_initiated
     half = decide_outcome([StepState("a", "failed"), StepState("undo", "failed", rollback=True)])
     assert half.status == "failed" and "rollback did not complete" in half.sentence
+
+
+def test_plan_clusters_come_from_its_failover_steps():
+    data = base_plan(approval=APPROVED)
+    data["steps"].append({"name": "promote2", "type": "database_failover", "config": {"cluster": "wedsync"}})
+    data["rollback_steps"] = [{"name": "back", "type": "database_failover",
+                               "config": {"cluster": "billing", "action": "switchover"}}]
+    p = parse_plan(data)
+    assert p.clusters() == ("wedsync", "billing")
+    from disaster_recovery.plans.model import document_clusters
+
+    assert document_clusters(p.document()) == ("wedsync", "billing") and document_clusters({"steps": "odd"}) == ()
+    refused = admit(p, conflicting_executions=("wedsync-switchover run-1",))
+    assert "acts on cluster(s) wedsync, billing" in refused.sentence

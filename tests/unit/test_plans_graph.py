@@ -114,13 +114,12 @@ def test_example_plan_graph():
     plan = load_plan(EXAMPLE_PLAN)
     graph = plan.graph()
     assert [s.steps for s in graph.stages] == [
-        ("check_standby",),
         ("promote_standby",),
         ("verify_writable", "verify_data"),
         ("notify_team",),
     ]
     assert graph.upstream["notify_team"] == ("verify_writable", "verify_data")
-    assert graph.order == ("check_standby", "promote_standby", "verify_writable", "verify_data", "notify_team")
+    assert graph.order == ("promote_standby", "verify_writable", "verify_data", "notify_team")
 
 
 def test_rollback_graph_is_separate():

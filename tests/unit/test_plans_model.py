@@ -145,28 +145,25 @@ def test_example_plan():
     assert plan.disaster_scenario is DisasterScenario.HARDWARE_FAILURE
     assert (plan.objectives.rto, plan.objectives.rpo) == (timedelta(minutes=15), timedelta(minutes=1))
     assert plan.approval.status is ApprovalStatus.APPROVED
-    assert plan.approval.approved_at == datetime(2025, 1, 15, 9, tzinfo=UTC)
+    assert plan.approval.approved_at == datetime(2026, 12, 2, 9, tzinfo=UTC)
     assert plan.review_frequency == timedelta(days=180)
-    assert plan.next_review_date() == date(2025, 7, 14)
-    assert [s.name for s in plan.steps] == [
-        "check_standby",
-        "promote_standby",
-        "verify_writable",
-        "verify_data",
-        "notify_team",
-    ]
+    assert plan.next_review_date() == date(2027, 5, 31)
+    assert plan.execution_mode is ExecutionMode.FULLY_AUTOMATED  # the health monitor starts it by itself
+    assert plan.failover_criteria.rearm_after == timedelta(seconds=30)
+    assert [s.name for s in plan.steps] == ["promote_standby", "verify_writable", "verify_data", "notify_team"]
     promote = plan.get_step("promote_standby")
     assert promote.type is StepType.DATABASE_FAILOVER
     assert isinstance(promote.config, DatabaseFailoverConfig)
-    assert (promote.config.primary_conn_id, promote.config.standby_conn_id) == ("wedsync_primary", "wedsync_standby")
-    assert promote.depends_on == ("check_standby",)
-    assert promote.success_criteria == {"promoted": True, "lag_bytes": {"operator": "<=", "value": 16777216}}
+    assert (promote.config.cluster, promote.config.action.value) == ("wedsync", "failover")
+    assert promote.depends_on == ()
+    assert promote.success_criteria == {"promoted": True, "data_loss_bytes": {"operator": "<=", "value": 16777216}}
     assert {plan.get_step(n).parallel_group for n in ("verify_writable", "verify_data")} == {"verify"}
-    check = plan.get_step("check_standby").config.checks[0]
-    assert (check.kind, check.conn_id, check.query, check.expected) == (
+    check = plan.get_step("verify_writable").config.checks[0]
+    assert (check.kind, check.cluster, check.role, check.query, check.expected) == (
         "sql",
-        "wedsync_standby",
-        "SELECT pg_is_in_recovery()",
+        "wedsync",
+        "primary",
+        "SELECT NOT pg_is_in_recovery()",
         True,
     )
     channels = plan.get_step("notify_team").config.channels

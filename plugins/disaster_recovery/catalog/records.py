@@ -163,6 +163,15 @@ class FailoverEventRecord(_Record):
     created_by: str | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ActiveExecution:
+    """An execution still initiated or in progress, with what its plan is (``Catalog.active_execution_plans``)."""
+
+    plan_name: str
+    execution_name: str
+    plan_document: Any
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """One step row to create for an execution (`Catalog.create_step_rows`)."""

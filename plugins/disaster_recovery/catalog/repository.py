@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import URL, Connection, make_url
 
 from disaster_recovery.catalog.records import (
+    ActiveExecution,
     ExecutionRecord,
     FailoverEventRecord,
     PlanRecord,
@@ -261,17 +262,18 @@ class Catalog:
             rows = conn.execute(query.order_by(t.c.initiated_at, t.c.id)).mappings().all()
         return [ExecutionRecord.from_row(r) for r in rows]
 
-    def active_execution_plans(self) -> list[tuple[str, str]]:
-        """(plan name, execution name) of every execution still initiated or in progress."""
+    def active_execution_plans(self) -> list[ActiveExecution]:
+        """Every execution still initiated or in progress, with its plan's name and document."""
         e, p = recovery_executions, disaster_recovery_plans
         query = (
-            select(p.c.plan_name, e.c.execution_name)
+            select(p.c.plan_name, e.c.execution_name, p.c.plan_document)
             .select_from(e.join(p, e.c.plan_id == p.c.id))
             .where(e.c.status.in_(list(ACTIVE_EXECUTION_STATUSES)))
             .order_by(e.c.initiated_at)
         )
         with self.engine.connect() as conn:
-            return [(r[0], r[1]) for r in conn.execute(query)]
+            return [ActiveExecution(plan_name=r[0], execution_name=r[1], plan_document=r[2] or {})
+                    for r in conn.execute(query)]
 
     def open_execution(
         self,

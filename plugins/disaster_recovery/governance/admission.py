@@ -26,8 +26,10 @@ def admit_execution(
     execution_mode: str = "manual",
     active_execution_names: tuple[str, ...],
     criteria: CriteriaVerdict | None,
+    conflicting_executions: tuple[str, ...] = (),
 ) -> Admission:
-    """The first reason to refuse, or admission. ``criteria`` is needed for automated triggers."""
+    """The first reason to refuse, or admission. ``criteria`` is needed for automated triggers;
+    ``conflicting_executions``: executions of other plans acting on a cluster this plan acts on."""
     if trigger_type not in TRIGGER_TYPES:
         return Admission(False, f"unknown trigger_type {trigger_type!r}; expected one of {', '.join(TRIGGER_TYPES)}")
     if execution_mode not in EXECUTION_MODES:
@@ -50,6 +52,12 @@ def admit_execution(
         return Admission(
             False,
             f"another recovery execution of {plan.name!r} is already in progress: {', '.join(active_execution_names)}",
+        )
+    if conflicting_executions:
+        return Admission(
+            False,
+            f"another recovery execution acts on cluster(s) {', '.join(plan.clusters())} of {plan.name!r}: "
+            f"{', '.join(conflicting_executions)}; two recoveries of one cluster never run at once",
         )
     if trigger_type in ("automated", "alert_based"):
         if criteria is None or not criteria.met:

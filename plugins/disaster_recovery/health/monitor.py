@@ -269,8 +269,11 @@ class Monitor:
                 await self._start_recovery(watch, decision, verdict, now)
 
     def _active_executions(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        by_plan = {w.plan_name: w.clusters for w in self.watches}
-        return [(plan, name, by_plan.get(plan, ())) for plan, name in self.catalog.active_execution_plans()]
+        """(plan, execution, clusters it acts on) of every running execution, whatever plan it belongs to."""
+        from disaster_recovery.plans.model import document_clusters
+
+        return [(a.plan_name, a.execution_name, document_clusters(a.plan_document))
+                for a in self.catalog.active_execution_plans()]
 
     async def _start_recovery(self, watch: PlanWatch, decision, verdict, now: datetime) -> None:
         from disaster_recovery.clusters.events import open_incident

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from disaster_recovery.health.criteria import CriteriaVerdict, HealthSample, evaluate_failover_criteria
-from disaster_recovery.plans import ExecutionMode, Plan, StepType
+from disaster_recovery.plans import ExecutionMode, Plan
 from disaster_recovery.plans.criteria_models import FailoverCriteria
 
 WATCHED_MODES = (ExecutionMode.FULLY_AUTOMATED, ExecutionMode.SEMI_AUTOMATED)
@@ -33,14 +33,6 @@ class PlanWatch:
         return evaluate_failover_criteria(self.criteria, {s: samples.get(s, ()) for s in self.services})
 
 
-def plan_clusters(plan: Plan) -> tuple[str, ...]:
-    found = []
-    for step in (*plan.steps, *plan.rollback_steps):
-        if step.type is StepType.DATABASE_FAILOVER and step.config.cluster:
-            found.append(step.config.cluster)
-    return tuple(dict.fromkeys(found))
-
-
 def watches(plans: Iterable[Plan], *, service_names: Iterable[str]) -> list[PlanWatch]:
     """The watches of the plans the monitor may start (see the module docstring)."""
     every = tuple(service_names)
@@ -51,7 +43,7 @@ def watches(plans: Iterable[Plan], *, service_names: Iterable[str]) -> list[Plan
             continue
         services = tuple(criteria.health_thresholds) or every
         result.append(PlanWatch(plan_name=plan.name, dag_id=plan.dag_id, criteria=criteria, services=services,
-                                clusters=plan_clusters(plan), rearm_after=criteria.rearm_after))
+                                clusters=plan.clusters(), rearm_after=criteria.rearm_after))
     return result
 
 

@@ -5,9 +5,9 @@
 checkout), described by `lab.json`:
 
   pg/control          Airflow's metadata DB (`airflow`) and the DR catalog (`dr_catalog`)
-  pg/wedsync_primary  the protected primary, database `wedsync` with sample data
-  pg/wedsync_standby  its streaming standby (synchronous replication switchable)
-  airflow/            AIRFLOW_HOME: logs, the admin password file
+  pg/wedsync_node1    the members of the protected cluster `wedsync` (include/clusters.yaml), database
+  pg/wedsync_node2    `wedsync` with sample data; which one is the primary is read from them (lab.members)
+  airflow/            AIRFLOW_HOME: logs, the users' password file
   run/                pid files and process logs; mail/ and webhooks.jsonl: the notification sinks
 """
 
@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -31,26 +31,31 @@ from cryptography.fernet import Fernet
 
 from disaster_recovery.backups.keys import generate_key
 from disaster_recovery.catalog.migrations import migrate
+from disaster_recovery.lab.members import MEMBERS, LabMembers
 from disaster_recovery.lab.processes import ProcessGroups
-from disaster_recovery.postgres.cluster import (
-    ClusterError,
-    LocalCluster,
-    create_standby,
-    free_port,
-    set_synchronous,
-    wait_streaming,
-)
+from disaster_recovery.postgres.cluster import ClusterError, LocalCluster, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE_SQL = REPO / "include" / "lab" / "wedsync_sample.sql"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 DEFAULT_PORTS = {
     "control": 54320,
-    "primary": 54321,
-    "standby": 54322,
+    MEMBERS[0]: 54321,
+    MEMBERS[1]: 54322,
     "api": 28080,
     "smtp": 28025,
     "webhook": 28081,
+    # Airflow's log servers (scheduler's workers, triggerer): their fixed defaults 8793/8794 would clash
+    # between two labs (a benchmark's beside yours).
+    "worker_log": 28793,
+    "trigger_log": 28794,
+}
+MONITOR_USER = "dr-monitor"  # the Airflow user the health monitor triggers recoveries as
+# Settings that shorten a recovery's path through Airflow (measured in bench/failover.py; see the README).
+LATENCY_SETTINGS = {
+    # The scheduler sleeps this long when a loop found nothing to do: 1 s by default, which is added to
+    # every gap between one task's end and the next one's queueing.
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
 }
 
 
@@ -66,8 +71,10 @@ class LabConfig:
     fernet_key: str
     jwt_secret: str
     api_secret_key: str
-    synchronous: bool = False
+    synchronous: bool = True
     backup_key: str = ""
+    monitor_password: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for every component (benchmarks)
 
     def save(self) -> None:
         path = Path(self.home) / "lab.json"
@@ -78,7 +85,16 @@ class LabConfig:
     def load_or_create(cls, home: Path, *, auto_ports: bool) -> LabConfig:
         path = home / "lab.json"
         if path.exists():
-            return cls(**json.loads(path.read_text()))
+            config = cls(**json.loads(path.read_text()))
+            if "primary" in config.ports and MEMBERS[0] not in config.ports:
+                raise ClusterError(
+                    f"{path} was made before clusters (its ports name 'primary' and 'standby'; members are now "
+                    f"{' and '.join(MEMBERS)}). Stop the lab and make a new one: make stop && rm -rf {home} && "
+                    "make run (keep its backups folder aside first if you want them)"
+                )
+            for name, port in DEFAULT_PORTS.items():  # ports added since the lab was made
+                config.ports.setdefault(name, free_port() if auto_ports else port)
+            return config
         ports = {name: free_port() for name in DEFAULT_PORTS} if auto_ports else dict(DEFAULT_PORTS)
         if not auto_ports and os.environ.get("DR_LAB_PORT_BASE"):
             base = int(os.environ["DR_LAB_PORT_BASE"])
@@ -108,6 +124,9 @@ class Lab:
         if not self.config.backup_key:
             self.config.backup_key = generate_key()
             self.config.save()
+        if not self.config.monitor_password:
+            self.config.monitor_password = secrets.token_urlsafe(18)
+            self.config.save()
         self.run_dir = self.home / "run"
         self.run_dir.mkdir(exist_ok=True)
         pg = self.home / "pg"
@@ -115,8 +134,17 @@ class Lab:
         pg.chmod(0o755)
         ports, password = self.config.ports, self.config.pg_password
         self.control = LocalCluster(data_dir=pg / "control", port=ports["control"], password=password)
-        self.primary = LocalCluster(data_dir=pg / "wedsync_primary", port=ports["primary"], password=password)
-        self.standby = LocalCluster(data_dir=pg / "wedsync_standby", port=ports["standby"], password=password)
+        self.members = LabMembers(pg_dir=pg, ports=ports, password=password)
+
+    @property
+    def nodes(self) -> dict[str, LocalCluster]:
+        """The wedsync members by name (whatever their roles are now)."""
+        return self.members.nodes
+
+    @property
+    def primary(self) -> LocalCluster | None:
+        """The member that is the writable primary now (read from the servers), if any."""
+        return self.members.primary()
 
     # -- environment --------------------------------------------------------------------------------
     @property
@@ -141,7 +169,7 @@ class Lab:
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{c.admin_user}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{c.admin_user}:admin,{MONITOR_USER}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
@@ -156,9 +184,13 @@ class Lab:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(c.ports["worker_log"]),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(c.ports["trigger_log"]),
                 "DR_LAB_HOME": str(self.home),
             }
         )
+        env.update(LATENCY_SETTINGS)
+        env.update(c.env)
         return env
 
     def connections(self) -> dict[str, dict]:
@@ -176,8 +208,16 @@ class Lab:
 
         return {
             "dr_catalog": pg(c.ports["control"], "dr_catalog"),
-            "wedsync_primary": pg(c.ports["primary"], "wedsync"),
-            "wedsync_standby": pg(c.ports["standby"], "wedsync"),
+            **{name: pg(c.ports[name], "wedsync") for name in MEMBERS},
+            "dr_airflow_api": {
+                "conn_type": "http",
+                "description": "The Airflow REST API, as the user the health monitor starts recoveries as",
+                "host": "127.0.0.1",
+                "port": c.ports["api"],
+                "schema": "http",
+                "login": MONITOR_USER,
+                "password": c.monitor_password,
+            },
             "smtp_default": {
                 "conn_type": "smtp",
                 "host": "127.0.0.1",
@@ -202,43 +242,30 @@ class Lab:
 
     # -- PostgreSQL ---------------------------------------------------------------------------------
     def up_clusters(self, log) -> None:
-        for cluster in (self.control, self.primary):
-            if not cluster.exists():
-                log(f"initdb {cluster.data_dir} (port {cluster.port})")
-                cluster.initdb()
-            cluster.start()
-            cluster.wait_ready()
+        self.members.check_layout()
+        if not self.control.exists():
+            log(f"initdb {self.control.data_dir} (port {self.control.port})")
+            self.control.initdb()
+        self.control.start()
+        self.control.wait_ready()
         for db in ("airflow", "dr_catalog"):
             if self.control.create_database(db):
                 log(f"created database {db} on the control plane")
         log(migrate(self.control.dsn("dr_catalog")).sentence())
-        if self.primary.create_database("wedsync") or not self.primary.query(
-            "SELECT 1 FROM pg_tables WHERE tablename = 'payments'", dbname="wedsync"
-        ):
-            self._load_sample()
-            log("loaded the WedSync sample data")
-        self._archive_wal(log)
-        if not self.standby.exists():
-            log(f"cloning the standby from the primary (port {self.standby.port})")
-            create_standby(self.primary, data_dir=self.standby.data_dir, port=self.standby.port, slot="wedsync_standby")
-        self.standby.start()
-        if not self.primary.in_recovery() and self.standby.in_recovery():
-            wait_streaming(self.primary, application_name=self.standby.name, timeout=60)
-            set_synchronous(self.primary, standby_names=[self.standby.name] if self.config.synchronous else None)
-        else:
-            log("note: the wedsync pair is not primary→standby any more (a failover ran); left as it is")
+        topology = self.members.up(log, load_sample=self._load_sample,
+                                   archive=lambda primary: self._archive_wal(primary, log),
+                                   synchronous=self.config.synchronous)
+        log(f"cluster wedsync: {topology.sentence}")
 
     @property
     def backup_root(self) -> Path:
         return self.home / "backups"
 
-    def _archive_wal(self, log) -> None:
-        """Archive the primary's WAL into the wedsync source's storage (point-in-time recovery)."""
+    def _archive_wal(self, primary: LocalCluster, log) -> None:
+        """Archive the primary's WAL into the wedsync source's storage (point-in-time recovery). A member
+        cloned from it inherits the same archive_command, so archiving follows the primary after a failover."""
         from disaster_recovery.backups.keys import key_from_base64
         from disaster_recovery.backups.wal_archive import enable_archiving, write_archive_config
-
-        if self.primary.in_recovery():
-            return
         self.backup_root.mkdir(exist_ok=True)
         self.backup_root.chmod(0o755)
         config = write_archive_config(
@@ -247,19 +274,19 @@ class Lab:
             storage_config={"kind": "local", "path": str(self.backup_root)},
             key=key_from_base64(self.config.backup_key, key_id="lab-backup-key-1"),
         )
-        conn = self.primary.connect()
+        conn = primary.connect()
         try:
             restart = enable_archiving(conn, config_path=config)
         finally:
             conn.close()
         if restart:
-            self.primary.stop()
-            self.primary.start()
-            self.primary.wait_ready()
+            primary.stop()
+            primary.start()
+            primary.wait_ready()
             log("WAL archiving of the wedsync primary is on (into the backup storage)")
 
-    def _load_sample(self) -> None:
-        conn = self.primary.connect("wedsync")
+    def _load_sample(self, primary: LocalCluster) -> None:
+        conn = primary.connect("wedsync")
         try:
             with conn.cursor() as cur:
                 cur.execute(SAMPLE_SQL.read_text())
@@ -305,7 +332,8 @@ class Lab:
         airflow_home = Path(env["AIRFLOW_HOME"])
         airflow_home.mkdir(exist_ok=True)
         passwords = airflow_home / "passwords.json"
-        passwords.write_text(json.dumps({self.config.admin_user: self.config.admin_password}))
+        passwords.write_text(json.dumps({self.config.admin_user: self.config.admin_password,
+                                         MONITOR_USER: self.config.monitor_password}))
         passwords.chmod(0o600)
         airflow = [sys.executable, "-m", "airflow"]
         if not all(self.processes.alive(name) for name in AIRFLOW_COMPONENTS):
@@ -362,9 +390,9 @@ class Lab:
         for name in reversed(AIRFLOW_COMPONENTS):
             self._stop(f"airflow-{name}")
         self._stop("sinks")
-        for cluster in (self.standby, self.primary, self.control):
-            with contextlib.suppress(ClusterError):
-                cluster.stop()
+        self.members.stop()
+        with contextlib.suppress(ClusterError):
+            self.control.stop()
         log(f"lab stopped; data kept in {self.home}")
 
     def summary(self, seconds: float) -> str:
@@ -374,8 +402,10 @@ class Lab:
                 f"DR lab is up in {seconds:.1f}s.",
                 f"  Airflow UI      {self.api_url}/   login: {c.admin_user} / {c.admin_password}",
                 f"  DR API          {self.api_url}/disaster-recovery/docs  (its routes need an Airflow login or token)",
-                f"  wedsync primary 127.0.0.1:{c.ports['primary']}  standby 127.0.0.1:{c.ports['standby']}"
-                f"  (replication {'synchronous' if c.synchronous else 'asynchronous'})",
+                "  cluster wedsync (include/clusters.yaml; roles as the servers report them now):",
+                *(f"    {line}" for line in self.members.describe()),
+                "  health monitor  dr_health_monitor probes include/services.yaml every second; it fails the primary"
+                " over by itself",
                 f"  catalog         127.0.0.1:{c.ports['control']}/dr_catalog",
                 f"  e-mail sink     {self.home}/mail/   webhooks  {self.home}/webhooks.jsonl",
                 f"  backups         {self.backup_root}  (WAL archived there continuously)",
@@ -386,8 +416,13 @@ class Lab:
     def set_sync(self, enabled: bool, log=print) -> None:
         self.config.synchronous = enabled
         self.config.save()
-        set_synchronous(self.primary, standby_names=[self.standby.name] if enabled else None)
-        log(f"replication is now {'synchronous' if enabled else 'asynchronous'}")
+        changed = self.members.set_synchronous(enabled)
+        if changed is None:
+            log("no primary to set: " + self.members.topology().sentence)
+            return
+        log(f"replication is now {'synchronous' if enabled else 'asynchronous'} (synchronous_standby_names "
+            f"{changed[0]!r} -> {changed[1]!r}). Failovers, rejoins and switchovers apply the cluster's own policy "
+            "(include/clusters.yaml `synchronous`).")
 
 
 def default_home() -> Path:

@@ -21,6 +21,7 @@ from disaster_recovery.governance.admission import admit_execution
 from disaster_recovery.governance.outcome import StepState, decide_outcome
 from disaster_recovery.health.criteria import HealthSample, evaluate_failover_criteria
 from disaster_recovery.plans import Plan, all_criteria_met, evaluate_criteria
+from disaster_recovery.plans.model import document_clusters
 from disaster_recovery.steps.base import RunTrigger, StepContext
 from disaster_recovery.steps.registry import load_step_class
 
@@ -175,6 +176,11 @@ def validate_and_open(plan: Plan, context) -> str:
         if info["trigger_type"] in ("automated", "alert_based"):
             services = set(plan.failover_criteria.health_thresholds)
             verdict = evaluate_failover_criteria(plan.failover_criteria, _health_samples(cat, services))
+        mine = set(plan.clusters())
+        conflicting = tuple(
+            a.execution_name for a in (cat.active_execution_plans() if mine else ())
+            if a.plan_name != plan.name and mine & set(document_clusters(a.plan_document))
+        )
         admission = admit_execution(
             plan,
             today=date.today(),
@@ -182,6 +188,7 @@ def validate_and_open(plan: Plan, context) -> str:
             execution_mode=info["execution_mode"],
             active_execution_names=tuple(e.execution_name for e in active),
             criteria=verdict,
+            conflicting_executions=conflicting,
         )
         event = {
             "reason": info["reason"],

@@ -20,6 +20,21 @@ from .names import PlanName, Tag, Version
 from .step_models import AnyStep, Step
 
 
+def document_clusters(document: Any) -> tuple[str, ...]:
+    """The clusters a plan document's database_failover steps (and rollback steps) name, in order; works on
+    the catalog's ``plan_document`` JSON as well as on ``Plan.document()``."""
+    found: list[str] = []
+    if isinstance(document, dict):
+        for section in ("steps", "rollback_steps"):
+            steps = document.get(section)
+            for step in steps if isinstance(steps, list) else ():
+                config = step.get("config") if isinstance(step, dict) else None
+                cluster = config.get("cluster") if isinstance(config, dict) else None
+                if isinstance(cluster, str) and step.get("type") == "database_failover":
+                    found.append(cluster)
+    return tuple(dict.fromkeys(found))
+
+
 class Objectives(PlanModel):
     rto: Duration = Field(description="recovery time objective: longest acceptable outage")
     rpo: Duration = Field(description="recovery point objective: most data (as time) that may be lost")
@@ -114,6 +129,10 @@ class Plan(PlanModel):
 
     def rollback_graph(self) -> StepGraph:
         return build_step_graph(self.rollback_steps)
+
+    def clusters(self) -> tuple[str, ...]:
+        """The clusters (include/clusters.yaml) the plan's database_failover steps act on."""
+        return document_clusters(self.document())
 
     def next_review_date(self) -> date | None:
         """The approval date plus review_frequency (None while not approved)."""
