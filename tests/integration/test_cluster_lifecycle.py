@@ -152,6 +152,8 @@ def test_a_second_failover_after_the_round_trip_works(world):
     world["node1"].kill()
     out = step("failover")
     assert (out["old_primary"], out["new_primary"]) == ("life_node1", "life_node2") and out["timeline"] == 4
+    # The standby reported its last restartpoint's timeline; the loss is measured on the one it forked from.
+    assert out["previous_timeline"] == 3 and out["forked_from_timeline"] == 3 and out["data_loss"]["measured"]
     assert_no_acked_write_lost(world, world["node2"])
     assert len(events(world, "failover")) == 2
     world["node1"].start()  # fenced: in recovery, then rejoined for the next tests

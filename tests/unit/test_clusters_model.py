@@ -125,6 +125,6 @@ def test_wal_loss_counts_the_commits_past_the_fork_point():
 
 def test_fork_point_from_a_history_file():
     history = "1\t0/3033378\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n"
-    assert fork_point(history, old_timeline=1) == "0/3033378"
-    assert fork_point(history, old_timeline=2) == "0/5000000"
-    assert fork_point(history, old_timeline=3) is None
+    assert fork_point(history) == (2, "0/5000000")  # the newest entry: the timeline it branched from
+    assert fork_point("1\t0/3033378\treason\n") == (1, "0/3033378")
+    assert fork_point("") is None

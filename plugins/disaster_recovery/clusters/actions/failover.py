@@ -164,14 +164,14 @@ class _Failover:
                 except FailoverError as exc:
                     raise ActionFailed(f"{candidate.member_name} was promoted but {exc}") from exc
             timeline = current_timeline(cand_conn)
-            loss = self._measure_loss(cand_conn, host=host, old_answered=old_conn is not None,
-                                      timeline_before=rsnap.timeline, timeline_after=timeline)
+            loss = self._measure_loss(cand_conn, host=host, old_answered=old_conn is not None, timeline_after=timeline)
+            base["timeline_before"] = self.details.get("forked_from_timeline", rsnap.timeline)
         finally:
             closing(old_conn)
             closing(cand_conn)
         sentence = (
             f"Promoted {candidate.member_name} to primary of {self.cluster.name} on timeline {timeline} (was "
-            f"{rsnap.timeline}) in {self.phases.total:.2f} s"
+            f"{base['timeline_before']}) in {self.phases.total:.2f} s"
             + (f" ({', '.join(f'{k} {v:.2f} s' for k, v in self.phases.seconds.items())})")
             + (f"; {old.member_name} fenced for good" if lasting else "")
             + (f"; {loss.sentence()}" if loss else "")
@@ -316,13 +316,17 @@ class _Failover:
         if drop_inactive_slot(conn, candidate.member_name):
             self.notes.append(f"dropped the stale slot {candidate.member_name} on the new primary")
 
-    def _measure_loss(self, cand_conn, *, host: LocalHost | None, old_answered: bool, timeline_before: int,
+    def _measure_loss(self, cand_conn, *, host: LocalHost | None, old_answered: bool,
                       timeline_after: int) -> WalLoss | None:
         history = read_history_file(cand_conn, timeline_after)
-        fork = fork_point(history or "", old_timeline=timeline_before)
-        self.details["fork_lsn"] = fork
-        if fork is None:
+        branch = fork_point(history or "")
+        if branch is None:
             return None
+        # A standby that lost its primary may report the timeline of its last restartpoint, older than
+        # the one it replayed: the history file says which timeline the new one really branched from.
+        timeline_before, fork = branch
+        self.details["fork_lsn"] = fork
+        self.details["forked_from_timeline"] = timeline_before
         if old_answered and self.details.get("caught_up"):
             return WalLoss(fork_lsn=fork, end_lsn=fork, lost_bytes=0, lost_transactions=0,
                            first_lost_commit_at=None, last_lost_commit_at=None)

@@ -100,10 +100,12 @@ def parse_waldump(output: str, *, fork_lsn: str) -> WalLoss:
     )
 
 
-def fork_point(history_text: str, *, old_timeline: int) -> str | None:
-    """The LSN where ``old_timeline`` ended, from a timeline history file's text (``1\\t0/5000108\\treason``)."""
+def fork_point(history_text: str) -> tuple[int, str] | None:
+    """(parent timeline, LSN where it ended) of a timeline history file: its last entry is the timeline the
+    new one branched from (``1\t0/5000108\treason`` lines, oldest first)."""
+    last = None
     for line in history_text.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit() and int(parts[0]) == old_timeline:
-            return parts[1]
-    return None
+        if len(parts) >= 2 and parts[0].isdigit():
+            last = (int(parts[0]), parts[1])
+    return last

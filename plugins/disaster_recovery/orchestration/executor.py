@@ -1,0 +1,53 @@
+"""A LocalExecutor that imports what recovery tasks need before it forks its workers.
+
+With the default fork start method, LocalExecutor forks its workers in ``start()`` and every task process
+is a fork of a worker, so whatever the scheduler has imported by then every task inherits, copy-on-write.
+Measured on the lab (2 cores): a task process went from 0.45 s of CPU and ~0.8 s from start to
+``execute()`` (about 180 modules imported, PostgresHook alone 0.4 s) to 0.08 s and ~0.27 s. On a failover
+with two tasks before the promotion, that is about a second of the outage.
+
+The catch: library edits reach the tasks only after the scheduler restarts (plans and DAG files do not
+need one). Use it with ``AIRFLOW__CORE__EXECUTOR=disaster_recovery.orchestration.executor.PreloadingLocalExecutor``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+from airflow.executors.local_executor import LocalExecutor
+
+PRELOAD = (
+    "airflow.dag_processing.dagbag",
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.sdk.bases.hook",
+    "airflow.providers.postgres.hooks.postgres",
+    "airflow.providers.http.hooks.http",
+    "airflow.providers.smtp.hooks.smtp",
+    "psycopg2",
+    "psycopg2.extras",
+    "psycopg",
+    "sqlalchemy.dialects.postgresql.psycopg2",
+    "disaster_recovery.rendering",
+    "disaster_recovery.orchestration.runtime",
+    "disaster_recovery.steps.registry",
+    "disaster_recovery.steps.database_failover",
+    "disaster_recovery.steps.validation",
+    "disaster_recovery.steps.notification",
+    "disaster_recovery.notify",
+)
+
+
+class PreloadingLocalExecutor(LocalExecutor):
+    def start(self) -> None:
+        started = time.perf_counter()
+        loaded = []
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+                loaded.append(name)
+            except Exception as exc:  # a module that cannot be preloaded is imported by the task, as before
+                self.log.warning("not preloading %s: %s: %s", name, type(exc).__name__, exc)
+        self.log.info("preloaded %d modules for the task processes in %.2f s", len(loaded),
+                      time.perf_counter() - started)
+        super().start()
