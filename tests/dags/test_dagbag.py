@@ -98,3 +98,16 @@ def test_parsing_touches_no_network_or_database():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.strip().splitlines()[-1]) >= 1
+
+
+def test_an_invalid_clusters_or_services_file_is_an_import_error_and_hides_no_dag(tmp_path, monkeypatch):
+    (tmp_path / "clusters.yaml").write_text("clusters:\n  - name: x\n    members: [{conn_id: a, password: p}]\n")
+    (tmp_path / "services.yaml").write_text("services:\n  - name: s\n    probe: {kind: tcp}\n")
+    monkeypatch.setenv("DR_CLUSTERS_FILE", str(tmp_path / "clusters.yaml"))
+    monkeypatch.setenv("DR_SERVICES_FILE", str(tmp_path / "services.yaml"))
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert "dr_plan__wedsync-database-failover" in bag.dags and "dr_health_monitor" in bag.dags
+    (path, message), = bag.import_errors.items()
+    assert path.endswith("dr_config_errors.py")
+    assert "clusters.yaml: cluster 'x' field 'members[0].password'" in message
+    assert "services.yaml: service 's'" in message

@@ -229,6 +229,31 @@ def test_killing_the_primary_fails_over_by_itself(lab, token):
     assert unhealthy >= 3 and detected_at
 
 
+def test_wal_archiving_follows_the_new_primary(lab):
+    """The new primary inherited the archive_command: its timeline-2 WAL lands in the backup storage."""
+    walfile = lab.primary.query("SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    assert walfile.startswith("00000002")
+    lab.primary.query("CREATE TABLE IF NOT EXISTS after_failover (x int); INSERT INTO after_failover VALUES (1)",
+                      dbname="wedsync")
+    switched = lab.primary.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    archived = lab.home / "backups" / "wedsync" / "wal" / "00000002" / f"{switched}.zst.drbk"
+    wait_until(archived.exists, timeout=60, what=f"{archived.name} archived")
+    assert (archived.parent / "00000002.history.zst.drbk").exists()
+
+
+def test_the_monitor_resumes_after_a_kill_9_of_the_triggerer(lab):
+    name = "airflow-triggerer"
+    os.kill(lab.processes.pgid(name), signal.SIGKILL)
+    wait_until(lambda: not lab.processes.alive(name), timeout=30, what="the triggerer gone")
+    killed = time.time()
+    assert lab_command(lab.home, "up").returncode == 0
+    # The dead triggerer's trigger (the monitor) moves to the new one once the old one's heartbeat is stale.
+    wait_until(lambda: catalog_rows(lab, "SELECT 1 FROM system_health_monitoring WHERE service_name = "
+                                         "'dr-health-monitor' AND monitoring_timestamp > to_timestamp(%s)",
+                                    (killed,)), timeout=120, what="a heartbeat from the restarted triggerer")
+    assert len(automated_runs(lab)) == 1
+
+
 def test_the_old_primary_restarted_refuses_writes(lab):
     node1 = lab.nodes["wedsync_node1"]
     node1.start()
