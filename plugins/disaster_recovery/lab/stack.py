@@ -350,7 +350,7 @@ class Lab:
                                          MONITOR_USER: self.config.monitor_password}))
         passwords.chmod(0o600)
         airflow = [sys.executable, "-m", "airflow"]
-        if not all(self.processes.alive(name) for name in AIRFLOW_COMPONENTS):
+        if not all(self.processes.alive(f"airflow-{name}") for name in AIRFLOW_COMPONENTS):
             log("migrating Airflow's metadata database")
             self._run(airflow + ["db", "migrate"], env)
             conns = self.run_dir / "connections.json"
