@@ -154,3 +154,14 @@ def _unique(parsed: list[tuple[int, ItemT]], *, file: str, key: str, kind: str):
         others = ", ".join(f"{key}[{i}]" for i in holders if i != index)
         problems.append(ItemProblem(file, kind, item.name, "name", f"{kind} name {item.name!r} is also used by {others}"))
     return items, problems
+
+
+def file_json_schema(model: type[BaseModel], *, title: str, description: str) -> dict[str, Any]:
+    """The JSON Schema of a whole configuration file whose top level is ``model`` (editors use it)."""
+    schema = model.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "description": description,
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }

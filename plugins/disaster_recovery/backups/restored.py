@@ -33,7 +33,13 @@ from disaster_recovery.backups.keys import EncryptionKey
 from disaster_recovery.backups.processes import StderrTail, enlarge_pipe, server_user_kwargs, stop_process
 from disaster_recovery.backups.readback import BackupIntegrityError, ReadbackResult, is_compressed, read_backup
 from disaster_recovery.backups.snapshot import count_rows, list_tables
-from disaster_recovery.postgres.cluster import ClusterError, LocalCluster, give_to_server_user, run_server_command
+from disaster_recovery.postgres.cluster import (
+    ClusterError,
+    LocalCluster,
+    give_to_server_user,
+    pid_alive,
+    run_server_command,
+)
 
 BLOCK_START = "# --- disaster_recovery restore settings (begin) ---"
 BLOCK_END = "# --- disaster_recovery restore settings (end) ---"
@@ -203,7 +209,7 @@ class RestoredCluster(LocalCluster):
             except Exception as exc:  # not up yet (or shut down: checked below)
                 last = exc
             pid = self.postmaster_pid()
-            if (pid is None and time.monotonic() - started > 5) or (pid is not None and not _alive(pid)):
+            if (pid is None and time.monotonic() - started > 5) or (pid is not None and not pid_alive(pid)):
                 raise RestoreError(f"the restored cluster stopped while starting: {self.log_tail()}")
             time.sleep(0.02)
         raise RestoreError(f"the restored cluster did not accept connections in {timeout:.0f} s ({last}): "
@@ -224,16 +230,6 @@ class RestoredCluster(LocalCluster):
                 raise RestoreError(f"the restored cluster stopped during recovery: {self.log_tail()}")
             time.sleep(0.05)
         raise RestoreError(f"the restored cluster is still in recovery after {timeout:.0f} s ({last}): {self.log_tail()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_extracted(data_dir: Path) -> None:

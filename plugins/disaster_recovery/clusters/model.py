@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from disaster_recovery.config_files import ItemSet, load_items
+from disaster_recovery.config_files import ItemSet, file_json_schema, load_items
 from disaster_recovery.plans.base import PlanModel, raise_problems
 from disaster_recovery.plans.names import ClusterRef, ConnId, PgIdentifier
 
@@ -166,11 +166,8 @@ def clusters_json_schema() -> dict[str, Any]:
         model_config = {"extra": "forbid"}
         clusters: tuple[Cluster, ...] = Field(min_length=1)
 
-    schema = ClustersFile.model_json_schema(mode="validation")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Protected clusters",
-        "description": "Each protected database as a cluster of members (Airflow postgres connections); "
-        "roles are read from the servers at run time. Secrets never appear here.",
-        **{k: v for k, v in schema.items() if k not in ("title", "description")},
-    }
+    return file_json_schema(
+        ClustersFile, title="Protected clusters",
+        description="Each protected database as a cluster of members (Airflow postgres connections); roles are "
+        "read from the servers at run time. Secrets never appear here.",
+    )

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from disaster_recovery.config_files import ItemSet, load_items
+from disaster_recovery.config_files import ItemSet, file_json_schema, load_items
 from disaster_recovery.plans.base import PlanModel, raise_problems
 from disaster_recovery.plans.checks import check_url
 from disaster_recovery.plans.durations import PositiveDuration
@@ -227,12 +227,9 @@ def services_json_schema() -> dict[str, Any]:
     class ServicesFile(MonitorSettings):
         services: tuple[Service, ...] = Field(min_length=1)
 
-    schema = ServicesFile.model_json_schema(mode="validation")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Monitored services",
-        "description": "Services the health monitor probes (postgres, http, tcp), their thresholds and the "
+    return file_json_schema(
+        ServicesFile, title="Monitored services",
+        description="Services the health monitor probes (postgres, http, tcp), their thresholds and the "
         "monitor's settings. Secrets never appear here: probes name Airflow connections.",
-        **{k: v for k, v in schema.items() if k not in ("title", "description")},
-    }
+    )
 

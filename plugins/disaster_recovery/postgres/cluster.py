@@ -51,6 +51,21 @@ def pg_bindir() -> Path:
     raise ClusterError(INSTALL_HINT)
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed postmaster may linger as one until it is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True  # no /proc to look at: it exists
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -26,6 +26,7 @@ from disaster_recovery.postgres.cluster import (
     LocalCluster,
     give_to_server_user,
     pg_bindir,
+    pid_alive,
     run_server_command,
 )
 
@@ -154,7 +155,7 @@ class LocalHost:
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + timeout
         while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if _alive(p)]
+            pids = [p for p in pids if pid_alive(p)]
             if pids:
                 time.sleep(0.01)
         if pids:
@@ -274,20 +275,6 @@ class LocalHost:
                 f"--start={start_lsn}"]
         proc = run_server_command(argv, check=False, timeout=timeout)
         return proc.stdout
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purpose
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def marker_now(**fields) -> FenceMarker:
