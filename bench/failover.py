@@ -185,6 +185,9 @@ def trial(lab: Lab, api: Api, writer: LedgerWriter, *, number: int, rearm: float
     writable = wait_for(lambda: first_ack_after(writer, killed, new.port), timeout=60, what="a write") if new else None
     lost = [i for i in lost_acknowledged(writer.ledger, new.dsn()) if i not in LOST_BEFORE] if new else []
     LOST_BEFORE.update(lost)  # a write lost in an earlier trial stays missing: count each once
+    for write_id in lost:  # say what each lost write was: when, and by which server, it was acknowledged
+        print(f"  lost write {write_id}: acknowledged {writer.ledger.acked[write_id] - killed:+.3f} s after the kill "
+              f"by port {writer.ledger.server.get(write_id)} (old {old.port}, new {new.port})", flush=True)
     tasks = api.tasks(FAILOVER_DAG, run_id)
     detected = iso(impact.get("detected_at")).timestamp()
     promoted = iso(impact["promoted_at"]).timestamp() if impact.get("promoted_at") else None

@@ -9,6 +9,8 @@ of every acknowledged commit.
 
 from __future__ import annotations
 
+import time
+
 import psycopg2
 import pytest
 import yaml
@@ -255,6 +257,23 @@ def test_asynchronous_loss_is_measured_and_equals_the_acknowledged_writes_lost(c
         assert len(lost) >= 200
         assert out["data_loss"]["lost_transactions"] - len(lost) in (0, 1), (out["data_loss"], len(lost))
         assert out["data_loss_bytes"] > 0 and out["data_loss_seconds"] > 0
+
+        # The old primary, started again, is fenced and diverged: it is no standby until pg_rewind runs,
+        # however often it reconnects, and no switchover may promote it.
+        node1.start()
+        node1.wait_ready()
+        cluster = load_clusters(path).require("async")
+        time.sleep(1.0)  # let it reconnect a few times
+        topology = decide_topology(snapshot_cluster(cluster))
+        assert topology.primary == "async_node2" and topology.streaming == (), topology.sentence
+        ctx = StepContext(plan_name="async", step_name="s", trigger=RunTrigger(reason="maintenance"))
+        with pytest.raises(StepFailed, match="fenced: rejoin it first|does not stream from"):
+            step_cls.run({"cluster": "async", "action": "switchover", "candidate": "async_node1"}, ctx)
+        rejoined = step_cls.run({"cluster": "async", "action": "rejoin"}, ctx).output
+        assert rejoined["members"][0]["method"] in ("pg_rewind", "clone"), rejoined
+        assert decide_topology(snapshot_cluster(cluster)).streaming == ("async_node1",)
+        missing = lost_acknowledged(ledger, node1.dsn())  # the standby holds exactly the new primary's data
+        assert missing == lost
     finally:
         drop_cluster(node2)
         drop_cluster(node1)

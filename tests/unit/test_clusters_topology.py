@@ -128,3 +128,12 @@ def test_decisions_never_raise_on_thin_snapshots(members):
     s = snap(*members)
     assert decide_topology(s).sentence
     assert choose_failover_candidate(s, priorities={}).sentence
+
+
+def test_a_diverged_member_that_keeps_reconnecting_is_not_streaming():
+    """It streams the old timeline for an instant, over and over (its WAL goes past the fork point)."""
+    s = snap(primary("a", timeline=38, streaming=("b",)), standby("b", timeline=37, sender=ADDR["a"]))
+    topology = decide_topology(s)
+    assert topology.streaming == () and "not streaming from it: b (timeline 37" in topology.sentence
+    decision = choose_switchover_candidate(s, wanted="b")
+    assert not decision.proceed and "does not stream from a" in decision.sentence

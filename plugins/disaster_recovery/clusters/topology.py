@@ -45,6 +45,9 @@ def _streaming_from(primary: MemberState, snapshot: ClusterSnapshot) -> tuple[st
         m.member for m in snapshot.members
         if m.member != primary.member and m.reachable and m.in_recovery
         and (m.member in listed or (address is not None and m.receiver_status == "streaming" and m.sender == address))
+        # A member that diverged (it wrote past the point where the primary's timeline forked off) keeps
+        # reconnecting and streams the old timeline for an instant, over and over: it is not a standby.
+        and (m.timeline is None or primary.timeline is None or m.timeline == primary.timeline)
     )
 
 

@@ -32,6 +32,7 @@ from disaster_recovery.clusters.actions.common import (
     streaming_standbys,
     wait_for,
 )
+from disaster_recovery.clusters.actions.switchover import follows
 from disaster_recovery.clusters.host.control import HostControlError, LocalHost
 from disaster_recovery.clusters.model import Cluster, Member, RejoinMethod
 from disaster_recovery.clusters.state import ClusterSnapshot
@@ -93,7 +94,7 @@ def rejoin(cluster: Cluster, opts: RejoinOptions) -> ActionResult:
             if opts.dry_run:
                 results.append(_plan(member, host=host, primary=primary, method=method, state_words=state.error))
                 continue
-            results.append(_rejoin_one(member, host=host, primary=primary, primary_conn=primary_conn,
+            results.append(_rejoin_one(member, cluster=cluster, host=host, primary=primary, primary_conn=primary_conn,
                                        method=method, timeout=opts.timeout, phases=phases, notes=notes))
         if not opts.dry_run and cluster.synchronous:
             before, after = set_synchronous_standbys(primary_conn, streaming_standbys(primary_conn))
@@ -126,8 +127,8 @@ def _plan(member: Member, *, host: LocalHost, primary: Member, method: RejoinMet
     return {"member": member.member_name, "method": method.value, "plan": words}
 
 
-def _rejoin_one(member: Member, *, host: LocalHost, primary: Member, primary_conn, method: RejoinMethod,
-                timeout: float, phases: Phases, notes: list[str]) -> dict:
+def _rejoin_one(member: Member, *, cluster: Cluster, host: LocalHost, primary: Member, primary_conn,
+                method: RejoinMethod, timeout: float, phases: Phases, notes: list[str]) -> dict:
     name = member.member_name
     with phases.time(f"{name}:stop"):
         try:
@@ -174,7 +175,7 @@ def _rejoin_one(member: Member, *, host: LocalHost, primary: Member, primary_con
             host.start(timeout=timeout)
         except HostControlError as exc:
             raise ActionFailed(f"{name} ({used}) does not start: {exc}") from exc
-        streaming = wait_for(lambda: name in streaming_standbys(primary_conn), timeout=timeout)
+        streaming = wait_for(lambda: name in follows(cluster, primary), timeout=timeout)
         if not streaming:
             raise ActionFailed(f"{name} started in recovery but does not stream from {primary.member_name} after "
                                f"{timeout:g} s (its log: {host.data_dir.parent / (host.data_dir.name + '.log')}); "

@@ -41,7 +41,7 @@ from disaster_recovery.clusters.actions.common import (
 from disaster_recovery.clusters.actions.failover import replayed_past, shutdown_checkpoint
 from disaster_recovery.clusters.host.control import HostControlError, marker_now
 from disaster_recovery.clusters.model import Cluster
-from disaster_recovery.clusters.topology import choose_switchover_candidate
+from disaster_recovery.clusters.topology import choose_switchover_candidate, decide_topology
 from disaster_recovery.postgres.failover import (
     FailoverError,
     clear_fence,
@@ -89,6 +89,12 @@ def switchover(cluster: Cluster, opts: SwitchoverOptions) -> ActionResult:
         verdict = decide_failover(rsnap, max_lag_bytes=opts.max_lag_bytes, max_lag_seconds=None)
         if not verdict.proceed:
             raise ActionRefused(prefix + verdict.sentence)
+        if rsnap.primary_timeline is not None and rsnap.timeline != rsnap.primary_timeline:
+            raise ActionRefused(
+                f"{prefix}{new.member_name} is on timeline {rsnap.timeline}, {old.member_name} on "
+                f"{rsnap.primary_timeline}: it does not follow the primary (rejoin it first); a switchover to it "
+                "would lose the primary's writes."
+            )
         decision = f"{choice.sentence} {verdict.sentence}"
         base = dict(action="switchover", cluster=cluster.name, source=old.member_name, target=new.member_name,
                     decision=decision, timeline_before=rsnap.timeline, lag_bytes=rsnap.lag_bytes,
@@ -140,7 +146,8 @@ def switchover(cluster: Cluster, opts: SwitchoverOptions) -> ActionResult:
                 raise ActionFailed(f"{new.member_name} was promoted but {exc}") from exc
         timeline = current_timeline(new_conn)
         with phases.time("rejoin"):
-            streaming = _restart_as_standby(old, host=host, new_conn=new_conn, timeout=opts.timeout, notes=notes)
+            streaming = _restart_as_standby(old, cluster=cluster, new=new, host=host, timeout=opts.timeout,
+                                            notes=notes)
             if streaming and cluster.synchronous:
                 before, after = set_synchronous_standbys(new_conn, streaming_standbys(new_conn))
                 details["synchronous_standby_names"] = {"before": before, "after": after}
@@ -159,13 +166,19 @@ def switchover(cluster: Cluster, opts: SwitchoverOptions) -> ActionResult:
                         timeline_after=timeline, lasting_fence=True, notes=tuple(notes), details=details)
 
 
-def _restart_as_standby(old, *, host, new_conn, timeout: float, notes: list[str]) -> bool:
+def follows(cluster: Cluster, primary) -> tuple[str, ...]:
+    """The members streaming from ``primary`` on its timeline now (a fresh snapshot)."""
+    topology = decide_topology(snapshot_cluster(cluster))
+    return topology.streaming if topology.primary == primary.member_name else ()
+
+
+def _restart_as_standby(old, *, cluster: Cluster, new, host, timeout: float, notes: list[str]) -> bool:
     try:
         host.start(timeout=timeout)
     except HostControlError as exc:
         notes.append(f"{old.member_name} did not start as a standby: {exc}")
         return False
-    if wait_for(lambda: old.member_name in streaming_standbys(new_conn), timeout=timeout):
+    if wait_for(lambda: old.member_name in follows(cluster, new), timeout=timeout):
         host.clear_fence()
         return True
     notes.append(f"{old.member_name} started in recovery but does not stream yet")
