@@ -19,7 +19,7 @@ import yaml
 
 from disaster_recovery.catalog.repository import Catalog
 from disaster_recovery.clusters.events import FailoverImpact
-from disaster_recovery.health.monitor import MONITOR_SERVICE, Monitor, MonitorConfig, run_id_for
+from disaster_recovery.health.monitor.loop import MONITOR_SERVICE, Monitor, MonitorConfig, run_id_for
 from disaster_recovery.postgres.cluster import free_port
 from tests.support import REPO, SESSION_DIR, drop_cluster, make_pair
 

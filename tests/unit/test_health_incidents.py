@@ -8,8 +8,8 @@ import yaml
 from plan_factory import EXAMPLE_PLAN
 
 from disaster_recovery.health.criteria import CriteriaVerdict, HealthSample
-from disaster_recovery.health.incidents import IncidentGuard, OpenIncident, closed, decide, opened
-from disaster_recovery.health.watch import clear_since, conflicting, watches
+from disaster_recovery.health.monitor.incidents import IncidentGuard, OpenIncident, closed, decide, opened
+from disaster_recovery.health.monitor.watch import clear_since, conflicting, watches
 from disaster_recovery.plans import parse_plan
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

@@ -14,31 +14,37 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import Engine, Table, create_engine, func, insert, or_, select, update
+from sqlalchemy.engine import URL, make_url
 
+from disaster_recovery.catalog.base import (
+    CatalogError,
+    ConflictingExecution,
+    NotFound,
+    _check_choice,
+    _lock_key,
+    _prepare,
+    _url_from_libpq_dsn,
+    _uuid,
+)
+from disaster_recovery.catalog.monitoring import MonitoringRows
 from disaster_recovery.catalog.records import (
     ActiveExecution,
     ExecutionRecord,
-    FailoverEventRecord,
     PlanRecord,
     StepRecord,
     StepSpec,
     normalize,
-    to_json,
 )
 from disaster_recovery.catalog.tables import (
     ACTIVE_EXECUTION_STATUSES,
     EXECUTION_STATUS,
-    FAILOVER_STATUS,
     STEP_STATUS,
     TABLES,
     disaster_recovery_plans,
-    failover_events,
     recovery_executions,
     recovery_step_executions,
 )
@@ -55,84 +61,9 @@ STEP_UPDATABLE = frozenset(
         "error_message",
     }
 )
-FAILOVER_UPDATABLE = frozenset(c.name for c in failover_events.columns) - {"id"}
 
 
-class CatalogError(RuntimeError):
-    """A catalog operation could not be carried out."""
-
-
-class NotFound(CatalogError, LookupError):
-    """The row asked for does not exist."""
-
-
-class ConflictingExecution(CatalogError):
-    """Another execution of the same plan is still initiated or in progress."""
-
-    def __init__(self, execution_id: uuid.UUID, execution_name: str, plan_id: uuid.UUID | None) -> None:
-        self.execution_id = execution_id
-        self.execution_name = execution_name
-        self.plan_id = plan_id
-        super().__init__(f"plan {plan_id} already has a running execution: '{execution_name}' ({execution_id})")
-
-
-# -- value preparation --------------------------------------------------------------------------------
-def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _prepare(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Check column names and make values bindable: JSON-safe JSONB, lists for arrays, aware timestamps."""
-    unknown = sorted(set(values) - set(table.c.keys()))
-    if unknown:
-        raise ValueError(f"{table.name} has no column(s) {', '.join(unknown)}")
-    prepared: dict[str, Any] = {}
-    for name, value in values.items():
-        column_type = table.c[name].type
-        if value is None:
-            prepared[name] = None
-        elif isinstance(column_type, JSONB):
-            prepared[name] = to_json(value)
-        elif isinstance(column_type, ARRAY):
-            if isinstance(value, str):
-                raise ValueError(f"{table.name}.{name} takes a list of strings, not a string")
-            prepared[name] = list(value)
-        elif isinstance(value, dt.datetime) and value.tzinfo is None:
-            raise ValueError(f"{table.name}.{name}: naive datetime {value!r}; pass a timezone-aware one")
-        elif name in ("id", "plan_id", "execution_id"):
-            prepared[name] = _uuid(value)
-        else:
-            prepared[name] = value
-    return prepared
-
-
-def _url_from_libpq_dsn(dsn: str) -> URL:
-    from psycopg2.extensions import parse_dsn
-
-    params = parse_dsn(dsn)
-    port = params.pop("port", None)
-    return URL.create(
-        "postgresql+psycopg2",
-        username=params.pop("user", None),
-        password=params.pop("password", None),
-        host=params.pop("host", None),
-        port=int(port) if port else None,
-        database=params.pop("dbname", None),
-        query=params,
-    )
-
-
-def _check_choice(label: str, value: str, choices: Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f"{label} {value!r} is not one of {', '.join(choices)}")
-
-
-def _lock_key(conn: Connection, key: str) -> None:
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-
-
-class Catalog:
+class Catalog(MonitoringRows):
     """Reads and writes of the catalog through one SQLAlchemy Engine (thread-safe, pooled)."""
 
     def __init__(self, engine: Engine) -> None:
@@ -509,129 +440,6 @@ class Catalog:
     def _steps_query(execution_id: uuid.UUID):
         t = recovery_step_executions
         return select(t).where(t.c.execution_id == execution_id).order_by(t.c.step_order, t.c.created_at, t.c.id)
-
-    # -- failover events ------------------------------------------------------------------------------
-    def record_failover_event(
-        self,
-        *,
-        event_name: str,
-        trigger_type: str,
-        source_system: str,
-        target_system: str,
-        failover_reason: str,
-        automated: bool = False,
-        status: str = "initiated",
-        initiated_at: dt.datetime | None = None,
-        completed_at: dt.datetime | None = None,
-        duration: dt.timedelta | None = None,
-        data_consistency_check: bool = False,
-        traffic_redirected: bool = False,
-        dns_updated: bool = False,
-        ssl_certificates_migrated: bool = False,
-        rollback_plan: dict | None = None,
-        success_validation: dict | None = None,
-        impact_assessment: dict | None = None,
-        notification_sent: bool = False,
-        created_by: str | None = None,
-    ) -> FailoverEventRecord:
-        """Insert a failover_events row (initiated_at defaults to now)."""
-        _check_choice("failover status", status, FAILOVER_STATUS)
-        values = {k: v for k, v in locals().items() if k != "self"}
-        if initiated_at is None:
-            values.pop("initiated_at")
-        t = failover_events
-        with self.engine.begin() as conn:
-            row = conn.execute(insert(t).values(**_prepare(t, values)).returning(t)).mappings().one()
-        return FailoverEventRecord.from_row(row)
-
-    def get_failover_event(self, event_id: uuid.UUID | str) -> FailoverEventRecord:
-        t = failover_events
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t).where(t.c.id == _uuid(event_id))).mappings().one_or_none()
-        if row is None:
-            raise NotFound(f"no failover event with id {event_id}")
-        return FailoverEventRecord.from_row(row)
-
-    def failover_events(
-        self, *, statuses: Iterable[str] | None = None, since: dt.datetime | None = None, limit: int = 100
-    ) -> list[FailoverEventRecord]:
-        """Failover events, newest first (optionally only these statuses, or initiated since a moment)."""
-        t = failover_events
-        query = select(t).order_by(t.c.initiated_at.desc(), t.c.id).limit(limit)
-        if statuses is not None:
-            query = query.where(t.c.status.in_(list(statuses)))
-        if since is not None:
-            query = query.where(t.c.initiated_at >= since)
-        with self.engine.connect() as conn:
-            return [FailoverEventRecord.from_row(r) for r in conn.execute(query).mappings()]
-
-    def update_failover_event(self, event_id: uuid.UUID | str, **fields: Any) -> FailoverEventRecord:
-        """Update columns of a failover_events row (e.g. status, completed_at, duration, dns_updated)."""
-        unknown = sorted(set(fields) - FAILOVER_UPDATABLE)
-        if unknown or not fields:
-            raise ValueError(f"update_failover_event cannot set {', '.join(unknown) or 'nothing'}")
-        if "status" in fields:
-            _check_choice("failover status", fields["status"], FAILOVER_STATUS)
-        t = failover_events
-        with self.engine.begin() as conn:
-            row = (
-                conn.execute(update(t).where(t.c.id == _uuid(event_id)).values(**_prepare(t, fields)).returning(t))
-                .mappings()
-                .one_or_none()
-            )
-        if row is None:
-            raise NotFound(f"no failover event with id {event_id}")
-        return FailoverEventRecord.from_row(row)
-
-    # -- system health --------------------------------------------------------------------------------
-    def record_health(self, rows: Iterable[Any]) -> int:
-        """Insert system_health_monitoring rows in one multi-row INSERT; returns how many. A row is a mapping
-        of column values, or has ``values()`` giving one (``health.evaluation.HealthRow``); columns a row
-        leaves out get their defaults."""
-        from disaster_recovery.catalog.tables import system_health_monitoring as t
-
-        prepared = [_prepare(t, row if isinstance(row, Mapping) else row.values()) for row in rows]
-        if not prepared:
-            return 0
-        with self.engine.begin() as conn:
-            for columns in dict.fromkeys(tuple(sorted(values)) for values in prepared):  # one INSERT per shape
-                conn.execute(insert(t).values([v for v in prepared if tuple(sorted(v)) == columns]))
-        return len(prepared)
-
-    def recent_health(self, service_names: Iterable[str], *, limit_per_service: int) -> dict[str, list[Any]]:
-        """Per service asked for, its newest ``limit_per_service`` samples newest first
-        (``health.criteria.HealthSample``; an empty list for a service without rows)."""
-        from sqlalchemy import union_all
-
-        from disaster_recovery.catalog.tables import system_health_monitoring as t
-        from disaster_recovery.health.criteria import HealthSample
-
-        result: dict[str, list[HealthSample]] = {name: [] for name in service_names}
-        if not result or limit_per_service <= 0:
-            return result
-        newest = [
-            select(t).where(t.c.service_name == name)
-            .order_by(t.c.monitoring_timestamp.desc(), t.c.id.desc()).limit(limit_per_service)
-            for name in result
-        ]
-        with self.engine.connect() as conn:
-            rows = conn.execute(newest[0] if len(newest) == 1 else union_all(*newest)).mappings().all()
-        for row in rows:
-            result[row["service_name"]].append(HealthSample.from_row({k: normalize(v) for k, v in row.items()}))
-        for samples in result.values():
-            samples.sort(key=lambda s: s.at, reverse=True)
-        return result
-
-    def delete_health_before(self, moment: dt.datetime) -> int:
-        """Delete the system_health_monitoring rows older than ``moment`` (retention); returns how many."""
-        from sqlalchemy import delete
-
-        from disaster_recovery.catalog.tables import system_health_monitoring as t
-
-        if moment.tzinfo is None:
-            raise ValueError(f"naive datetime {moment!r}; pass a timezone-aware one")
-        with self.engine.begin() as conn:
-            return conn.execute(delete(t).where(t.c.monitoring_timestamp < moment)).rowcount
 
     # -- generic --------------------------------------------------------------------------------------
     def insert(self, table_name: str, **values: Any) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class FinalizeExecutionOperator(_PlanOperator):
 
 
 class HealthMonitorOperator(BaseOperator):
-    """Defers to the health monitor trigger for as long as it runs (see ``health.trigger``)."""
+    """Defers to the health monitor trigger for as long as it runs (see ``health.monitor.trigger``)."""
 
     ui_color = "#e2f0d9"
 
@@ -93,7 +93,7 @@ class HealthMonitorOperator(BaseOperator):
         self.trigger_kwargs = dict(trigger_kwargs or {})
 
     def execute(self, context) -> None:
-        from disaster_recovery.health.trigger import HealthMonitorTrigger
+        from disaster_recovery.health.monitor.trigger import HealthMonitorTrigger
 
         self.defer(trigger=HealthMonitorTrigger(**self.trigger_kwargs), method_name="execute_complete")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from disaster_recovery.health.monitor import Monitor, MonitorConfig
+from disaster_recovery.health.monitor.loop import Monitor, MonitorConfig
 
 
 class HealthMonitorTrigger(BaseTrigger):
@@ -44,7 +44,7 @@ class HealthMonitorTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "disaster_recovery.health.trigger.HealthMonitorTrigger",
+            "disaster_recovery.health.monitor.trigger.HealthMonitorTrigger",
             {
                 "services_file": self.services_file,
                 "clusters_file": self.clusters_file,

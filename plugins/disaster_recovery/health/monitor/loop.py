@@ -26,9 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from disaster_recovery.health import incidents
 from disaster_recovery.health.criteria import HealthSample
-from disaster_recovery.health.watch import PlanWatch, clear_since, conflicting, unknown_services, watches
+from disaster_recovery.health.monitor import incidents
+from disaster_recovery.health.monitor.watch import PlanWatch, clear_since, conflicting, unknown_services, watches
 from disaster_recovery.orchestration.airflow_api import DEFAULT_API_CONN_ID, AirflowApi, AirflowApiError, ApiLogin
 
 log = logging.getLogger("disaster_recovery.health.monitor")
