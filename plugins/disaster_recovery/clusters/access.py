@@ -127,6 +127,12 @@ def snapshot_cluster(cluster: Cluster, *, connect_timeout: float = SNAPSHOT_CONN
     return ClusterSnapshot(cluster=cluster.name, members=states, addresses=addresses)
 
 
+def follows(cluster: Cluster, primary: Member) -> tuple[str, ...]:
+    """The members streaming from ``primary`` on its timeline now (a fresh snapshot)."""
+    topology = decide_topology(snapshot_cluster(cluster))
+    return topology.streaming if topology.primary == primary.member_name else ()
+
+
 def require_cluster(name: str, clusters: ClusterSet | None = None) -> Cluster:
     clusters = clusters or load_clusters()
     try:

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from disaster_recovery.config_files import ItemSet, file_json_schema, load_items
 from disaster_recovery.plans.base import PlanModel, raise_problems
-from disaster_recovery.plans.checks import check_url
+from disaster_recovery.plans.checks import http_target_problems
 from disaster_recovery.plans.durations import PositiveDuration
 from disaster_recovery.plans.names import ClusterRef, ConnId, ServiceName
 
@@ -121,12 +121,7 @@ class HttpProbe(PlanModel):
     @model_validator(mode="after")
     def _one_target(self) -> HttpProbe:
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
-        if (self.url is None) == (self.http_conn_id is None):
-            problems.append((("url",), "give exactly one of 'url' or 'http_conn_id'", self.url))
-        if self.url is not None:
-            problems += check_url(self.url, "url")
-            if self.endpoint:
-                problems.append((("endpoint",), "'endpoint' goes with 'http_conn_id', not 'url'", self.endpoint))
+        problems += http_target_problems(url=self.url, http_conn_id=self.http_conn_id, endpoint=self.endpoint)
         if self.method == "HEAD" and self.expect_body_contains is not None:
             problems.append((("expect_body_contains",), "a HEAD answer has no body; use GET", None))
         raise_problems(type(self).__name__, problems)

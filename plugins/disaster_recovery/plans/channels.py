@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from .base import PlanModel, raise_problems
-from .checks import check_url
+from .checks import http_target_problems
 from .enums import NotificationEvent
 from .names import ConnId, EmailAddress
 from .secret_keys import find_secret_keys, secret_key_message
@@ -36,12 +36,7 @@ class WebhookChannel(PlanModel):
     @model_validator(mode="after")
     def _one_target(self) -> WebhookChannel:
         problems: list[Any] = []
-        if (self.url is None) == (self.http_conn_id is None):
-            problems.append((("url",), "give exactly one of 'url' or 'http_conn_id'", self.url))
-        if self.url is not None:
-            problems += check_url(self.url, "url")
-            if self.endpoint:
-                problems.append((("endpoint",), "'endpoint' goes with 'http_conn_id', not 'url'", self.endpoint))
+        problems += http_target_problems(url=self.url, http_conn_id=self.http_conn_id, endpoint=self.endpoint)
         for path in find_secret_keys(self.payload or {}):
             problems.append((("payload", *path), secret_key_message(str(path[-1]), ["http_conn_id"]), None))
         raise_problems(type(self).__name__, problems)

@@ -21,6 +21,18 @@ def check_url(url: str, loc: str) -> list[tuple[tuple[str, ...], str, Any]]:
     return []
 
 
+def http_target_problems(*, url: str | None, http_conn_id: str | None, endpoint: str) -> list:
+    """An HTTP target is a full ``url`` or an ``http_conn_id`` (+ ``endpoint``), never both."""
+    problems: list[tuple[tuple[str, ...], str, Any]] = []
+    if (url is None) == (http_conn_id is None):
+        problems.append((("url",), "give exactly one of 'url' or 'http_conn_id'", url))
+    if url is not None:
+        problems += check_url(url, "url")
+        if endpoint:
+            problems.append((("endpoint",), "'endpoint' goes with 'http_conn_id', not 'url'", endpoint))
+    return problems
+
+
 class SqlCheck(PlanModel):
     """Runs ``query`` on ``conn_id`` (or on a cluster's current primary or standby); the first column of the
     first row is compared to ``expected``."""
@@ -74,12 +86,7 @@ class HttpCheck(PlanModel):
     @model_validator(mode="after")
     def _one_target(self) -> HttpCheck:
         problems = []
-        if (self.url is None) == (self.http_conn_id is None):
-            problems.append((("url",), "give exactly one of 'url' or 'http_conn_id'", self.url))
-        if self.url is not None:
-            problems += check_url(self.url, "url")
-            if self.endpoint:
-                problems.append((("endpoint",), "'endpoint' goes with 'http_conn_id', not 'url'", self.endpoint))
+        problems += http_target_problems(url=self.url, http_conn_id=self.http_conn_id, endpoint=self.endpoint)
         raise_problems(type(self).__name__, problems)
         return self
 

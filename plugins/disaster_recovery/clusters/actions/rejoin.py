@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from disaster_recovery.clusters.access import (
     connect_member,
+    follows,
     member_host,
     member_login,
     replication_conninfo,
@@ -32,7 +33,6 @@ from disaster_recovery.clusters.actions.common import (
     streaming_standbys,
     wait_for,
 )
-from disaster_recovery.clusters.actions.switchover import follows
 from disaster_recovery.clusters.host.control import HostControlError, LocalHost
 from disaster_recovery.clusters.model import Cluster, Member, RejoinMethod
 from disaster_recovery.clusters.state import ClusterSnapshot

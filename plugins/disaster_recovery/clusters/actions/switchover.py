@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from disaster_recovery.clusters.access import (
     connect_member,
+    follows,
     member_host,
     replication_conninfo,
     snapshot_cluster,
@@ -41,7 +42,7 @@ from disaster_recovery.clusters.actions.common import (
 from disaster_recovery.clusters.actions.failover import replayed_past, shutdown_checkpoint
 from disaster_recovery.clusters.host.control import HostControlError, marker_now
 from disaster_recovery.clusters.model import Cluster
-from disaster_recovery.clusters.topology import choose_switchover_candidate, decide_topology
+from disaster_recovery.clusters.topology import choose_switchover_candidate
 from disaster_recovery.postgres.failover import (
     FailoverError,
     clear_fence,
@@ -164,12 +165,6 @@ def switchover(cluster: Cluster, opts: SwitchoverOptions) -> ActionResult:
     )
     return ActionResult(**base, dry_run=False, sentence=sentence, phases=phases, promoted_at=promoted_at,
                         timeline_after=timeline, lasting_fence=True, notes=tuple(notes), details=details)
-
-
-def follows(cluster: Cluster, primary) -> tuple[str, ...]:
-    """The members streaming from ``primary`` on its timeline now (a fresh snapshot)."""
-    topology = decide_topology(snapshot_cluster(cluster))
-    return topology.streaming if topology.primary == primary.member_name else ()
 
 
 def _restart_as_standby(old, *, cluster: Cluster, new, host, timeout: float, notes: list[str]) -> bool:
