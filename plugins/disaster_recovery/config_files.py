@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from disaster_recovery.plans.loader import read_plan_data
 from disaster_recovery.plans.problems import PlanValidationError, problems_from_validation_error
+from disaster_recovery.plans.yaml_reader import read_yaml_file
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
 
@@ -85,7 +85,7 @@ def load_items(
     other top-level keys, if ``settings_model`` is given, are validated as one ``settings_model``."""
     file = str(path)
     try:
-        data = read_plan_data(path)
+        data = read_yaml_file(path)
     except PlanValidationError as exc:
         return ItemSet(kind, problems=[ItemProblem(file, kind, None, None, p.message) for p in exc.problems],
                        file=Path(path))
@@ -158,7 +158,9 @@ def _unique(parsed: list[tuple[int, ItemT]], *, file: str, key: str, kind: str):
 
 def file_json_schema(model: type[BaseModel], *, title: str, description: str) -> dict[str, Any]:
     """The JSON Schema of a whole configuration file whose top level is ``model`` (editors use it)."""
-    schema = model.model_json_schema(mode="validation")
+    from disaster_recovery.plans.schema import PlanJsonSchema
+
+    schema = model.model_json_schema(mode="validation", schema_generator=PlanJsonSchema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": title,

@@ -20,14 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from jinja2.sandbox import SandboxedEnvironment
 
 from disaster_recovery.connections import http_target, redact_url
 from disaster_recovery.plans.channels import EmailChannel, WebhookChannel
+from disaster_recovery.plans.templates import render_template, render_templates
 
 log = logging.getLogger("disaster_recovery.notify")
 
-_JINJA = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 
 
@@ -43,21 +42,6 @@ class Delivery:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def render(template: str, context: Mapping[str, Any]) -> str:
-    return _JINJA.from_string(template).render(**context)
-
-
-def render_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every string inside a JSON-like value."""
-    if isinstance(value, str):
-        return render(value, context)
-    if isinstance(value, Mapping):
-        return {k: render_value(v, context) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [render_value(v, context) for v in value]
-    return value
 
 
 def default_subject(context: Mapping[str, Any]) -> str:
@@ -169,18 +153,32 @@ def send_notice(
     message: str | None = None,
     dry_run: bool = False,
 ) -> list[Delivery]:
-    """Render and deliver one notice to every channel; one Delivery per channel, in order."""
-    text = render(message, context) if message else default_message(context)
+    """Render and deliver one notice to every channel; one Delivery per channel, in order.
+
+    Every template is rendered before anything is sent (a dry run renders them too), so a template that
+    fails (TemplateRenderError naming the field: ``message``, ``channels[1].subject``) sends nothing.
+    """
+    channels = tuple(channels)
+    text = render_template(message, context, field="message") if message else default_message(context)
     ctx = {**context, "message": text}
-    deliveries: list[Delivery] = []
-    for channel in channels:
+    rendered: list[tuple[EmailChannel | WebhookChannel, dict[str, Any]]] = []
+    for index, channel in enumerate(channels):
+        where = f"channels[{index}]"
         if isinstance(channel, EmailChannel):
-            subject = render(channel.subject, ctx) if channel.subject else default_subject(ctx)
-            body = render(channel.body, ctx) if channel.body else text
-            deliveries.append(send_email(channel, subject=subject, body=body, dry_run=dry_run))
+            subject = (render_template(channel.subject, ctx, field=f"{where}.subject") if channel.subject
+                       else default_subject(ctx))
+            body = render_template(channel.body, ctx, field=f"{where}.body") if channel.body else text
+            rendered.append((channel, {"subject": subject, "body": body}))
         else:
-            payload = render_value(channel.payload, ctx) if channel.payload else default_payload(ctx, text)
-            deliveries.append(post_webhook(channel, payload=payload, dry_run=dry_run))
+            payload = (render_templates(channel.payload, ctx, field=f"{where}.payload") if channel.payload
+                       else default_payload(ctx, text))
+            rendered.append((channel, {"payload": payload}))
+    deliveries: list[Delivery] = []
+    for channel, parts in rendered:
+        if isinstance(channel, EmailChannel):
+            deliveries.append(send_email(channel, **parts, dry_run=dry_run))
+        else:
+            deliveries.append(post_webhook(channel, **parts, dry_run=dry_run))
     return deliveries
 
 

@@ -263,10 +263,12 @@ def test_duplicate_plan_names_across_files(tmp_path):
     write_plan(tmp_path, base_plan(name="twin"), "b.yaml")
     write_plan(tmp_path, base_plan(name="single"), "c.yaml")
     plan_set = load_plans(tmp_path)
-    assert list(plan_set.plans) == ["single"]
+    # The first file by path keeps the name (and its DAG); the newcomer is reported.
+    assert list(plan_set.plans) == ["twin", "single"]
+    assert plan_set.sources["twin"] == tmp_path / "a.yaml"
     assert [str(p) for p in plan_set.problems] == [
-        f"{tmp_path / 'a.yaml'}: field 'name': plan name 'twin' is also used by {tmp_path / 'b.yaml'}",
-        f"{tmp_path / 'b.yaml'}: field 'name': plan name 'twin' is also used by {tmp_path / 'a.yaml'}",
+        f"{tmp_path / 'b.yaml'}: field 'name': plan name 'twin' is already used by {tmp_path / 'a.yaml'}, which "
+        "stays deployed; this file is ignored until it has a name of its own",
     ]
 
 

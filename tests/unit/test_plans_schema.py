@@ -62,3 +62,45 @@ def test_schema_catches_what_editors_should_flag():
     assert any("lag_limit_bytes" in m for m in messages)
     assert any("15 minutes" in m for m in messages)
     assert any("dns_updat" in m for m in messages)
+
+
+def _subschemas(node, path="#"):
+    """Every schema object inside a JSON Schema, with a readable path."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from _subschemas(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _subschemas(value, f"{path}/{index}")
+
+
+SCHEMA_FILES = [SCHEMA_FILE, SCHEMA_FILE.parents[1] / "clusters.schema.json", SCHEMA_FILE.parents[1] / "services.schema.json"]
+
+
+@pytest.mark.parametrize("schema_file", SCHEMA_FILES, ids=lambda p: p.name)
+def test_every_default_and_example_is_a_value_the_validator_accepts(schema_file):
+    """An editor that fills in a default (or offers an example) must write a valid file: each one matches
+    its own schema, and a duration default or example parses as one (no ISO 'PT10M')."""
+    from jsonschema import Draft202012Validator
+
+    from disaster_recovery.plans.durations import DURATION_PATTERN, parse_duration
+
+    root = json.loads(schema_file.read_text(encoding="utf-8"))
+    checked = 0
+    for path, sub in _subschemas(root):
+        values = ([sub["default"]] if "default" in sub else []) + list(sub.get("examples") or [])
+        if not values or not isinstance(sub.get("properties", {}), dict):
+            continue
+        bare = {k: v for k, v in sub.items() if k not in ("default", "examples")}
+        validator = Draft202012Validator({**bare, "$defs": root.get("$defs", {})})
+        durations = sub.get("pattern") == DURATION_PATTERN or any(
+            alt.get("pattern") == DURATION_PATTERN for alt in sub.get("anyOf", []) if isinstance(alt, dict)
+        )
+        for value in values:
+            errors = [e.message for e in validator.iter_errors(value)]
+            assert not errors, f"{schema_file.name} {path}: {value!r}: {errors}"
+            if durations and isinstance(value, str):
+                parse_duration(value)
+            checked += 1
+    assert checked > 0

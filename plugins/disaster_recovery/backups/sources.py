@@ -25,10 +25,10 @@ from pydantic_core import PydanticCustomError
 from disaster_recovery.plans.base import Loc, PlanModel, raise_problems
 from disaster_recovery.plans.channels import Channel
 from disaster_recovery.plans.durations import PositiveDuration
-from disaster_recovery.plans.loader import read_plan_data
 from disaster_recovery.plans.names import ClusterRef, ConnId, NamePattern, SourceName
 from disaster_recovery.plans.problems import PlanValidationError, problems_from_validation_error
 from disaster_recovery.plans.secret_keys import looks_like_secret_key
+from disaster_recovery.plans.yaml_reader import read_yaml_file
 
 from .retention import RetentionPolicy
 
@@ -513,7 +513,7 @@ def load_sources(path: str | Path = DEFAULT_SOURCES_FILE) -> SourceSet:
     """Read and validate a sources file; duplicate names drop every holder and are reported."""
     file = str(path)
     try:
-        data = read_plan_data(path)
+        data = read_yaml_file(path)
     except PlanValidationError as exc:
         return SourceSet(problems=[SourceProblem(file, None, None, p.message) for p in exc.problems], file=Path(path))
     problems = _top_level_problems(data, file)

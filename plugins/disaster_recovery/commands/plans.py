@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validate plan files; exit 1 and print one line per problem if any is invalid",
         description="Validate recovery plans (directories of *.yaml/*.yml files, or single files). "
         "Exit 0 when every plan is valid, 1 otherwise, printing one line per problem: "
-        "FILE: step 'NAME' field 'FIELD': MESSAGE.",
+        "FILE: step 'NAME' field 'FIELD': MESSAGE. Warnings (valid, probably not meant: RPO above RTO, review "
+        "overdue, changed since approval) are printed as 'warning: ...' and do not change the exit status.",
     )
     validate.add_argument("paths", nargs="+", metavar="PATH", type=Path, help="plan directory or file")
     validate.add_argument(
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def validate_command(args: argparse.Namespace) -> int:
     from disaster_recovery.plans import PlanProblem, load_plan_files
-    from disaster_recovery.plans.loader import plan_files
+    from disaster_recovery.plans.loader import plan_files, skipped_file_problems
     from disaster_recovery.steps.registry import implemented_step_types
 
     files: list[Path] = []
@@ -52,6 +53,7 @@ def validate_command(args: argparse.Namespace) -> int:
             if not found:
                 problems.append(PlanProblem(str(path), None, None, "no plan files (*.yaml, *.yml) here"))
             files.extend(found)
+            problems.extend(skipped_file_problems(path))
         elif path.is_file():
             files.append(path)
         else:
@@ -61,6 +63,8 @@ def validate_command(args: argparse.Namespace) -> int:
     problems.extend(plan_set.problems)
     for problem in problems:
         print(problem)
+    for warning in plan_set.warnings:
+        print(f"warning: {warning}")
     if not args.quiet:
         bad_files = len({p.file for p in problems})
         summary = (
@@ -68,6 +72,8 @@ def validate_command(args: argparse.Namespace) -> int:
             if not problems
             else f"{len(problems)} problem(s) in {bad_files} file(s); {len(plan_set.plans)} plan(s) valid"
         )
+        if plan_set.warnings:
+            summary += f", {len(plan_set.warnings)} warning(s)"
         print(summary, file=sys.stderr)
     return 1 if problems else 0
 

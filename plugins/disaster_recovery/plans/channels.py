@@ -11,6 +11,7 @@ from .checks import http_target_problems
 from .enums import NotificationEvent
 from .names import ConnId, EmailAddress
 from .secret_keys import find_secret_keys, secret_key_message
+from .templates import template_problem, template_strings
 
 
 class EmailChannel(PlanModel):
@@ -21,6 +22,15 @@ class EmailChannel(PlanModel):
     to: tuple[EmailAddress, ...] = Field(min_length=1)
     subject: str | None = Field(None, description="template; default: a subject naming plan and status")
     body: str | None = Field(None, description="template; default: a summary of the execution")
+
+    @model_validator(mode="after")
+    def _templates_parse(self) -> EmailChannel:
+        raise_problems(type(self).__name__, [
+            ((key,), problem, None)
+            for key in ("subject", "body")
+            if getattr(self, key) and (problem := template_problem(getattr(self, key)))
+        ])
+        return self
 
 
 class WebhookChannel(PlanModel):
@@ -39,6 +49,9 @@ class WebhookChannel(PlanModel):
         problems += http_target_problems(url=self.url, http_conn_id=self.http_conn_id, endpoint=self.endpoint)
         for path in find_secret_keys(self.payload or {}):
             problems.append((("payload", *path), secret_key_message(str(path[-1]), ["http_conn_id"]), None))
+        for path, text in template_strings(self.payload or {}, ("payload",)):
+            if problem := template_problem(text):
+                problems.append((path, problem, None))
         raise_problems(type(self).__name__, problems)
         return self
 

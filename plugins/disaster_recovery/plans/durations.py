@@ -75,6 +75,7 @@ Duration = Annotated[
             "type": "string",
             "pattern": DURATION_PATTERN,
             "description": "a duration such as '30s', '15m', '1h30m', '180d' (units: w d h m s)",
+            "examples": ["30s", "15m", "1h30m", "180d"],
         }
     ),
 ]

@@ -4,45 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from .bounds import BoundsExceeded, check_data
 from .graph import step_graph_problems
 from .model import Plan
+from .plan_warnings import plan_warnings
 from .problems import PlanProblem, PlanValidationError, problems_from_validation_error
 from .step_models import IMPLEMENTED_STEP_TYPES_CONTEXT
+from .yaml_reader import read_yaml_file
 
 PLAN_FILE_SUFFIXES = (".yaml", ".yml")
-
-
-# libyaml's parser when PyYAML was built with it (about 10x faster: DAG files parse every plan).
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _StrictLoader(_SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"found duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 @dataclass(frozen=True)
@@ -53,6 +29,8 @@ class PlanSet:
     sources: dict[str, Path] = field(default_factory=dict)
     problems: list[PlanProblem] = field(default_factory=list)
     files: tuple[Path, ...] = ()
+    warnings: list[PlanProblem] = field(default_factory=list)
+    """Valid but questionable (RPO above RTO, review overdue, ...): shown, never refused."""
 
     @property
     def ok(self) -> bool:
@@ -69,6 +47,10 @@ def parse_plan(
         raise PlanValidationError(
             [PlanProblem(file, None, None, f"expected a plan (a mapping of keys) but found {kind}")]
         )
+    try:
+        check_data(data)
+    except BoundsExceeded as exc:
+        raise PlanValidationError([PlanProblem(file, None, exc.path or None, f"refused: {exc}")]) from None
     context = {
         IMPLEMENTED_STEP_TYPES_CONTEXT: None if implemented_step_types is None else frozenset(implemented_step_types)
     }
@@ -80,6 +62,12 @@ def parse_plan(
         seen = set(problems)
         problems += [p for p in _raw_graph_problems(data, file=file) if p not in seen]
         raise PlanValidationError(problems) from None
+    except RecursionError:
+        raise PlanValidationError([PlanProblem(file, None, None, "refused: nested too deeply to validate")]) from None
+    except Exception as exc:  # noqa: BLE001 - a validator bug must not take the other plans down with it
+        raise PlanValidationError(
+            [PlanProblem(file, None, None, f"the plan could not be validated ({type(exc).__name__}: {exc})")]
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -109,25 +97,7 @@ def _raw_graph_problems(data: Mapping[str, Any], *, file: str) -> list[PlanProbl
     return problems
 
 
-def read_plan_data(path: str | Path) -> Any:
-    """The YAML content of a plan file; raise PlanValidationError for unreadable or invalid YAML."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanValidationError([PlanProblem(file, None, None, f"cannot read the file: {exc}")]) from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise PlanValidationError([PlanProblem(file, None, None, _yaml_message(exc))]) from None
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        what = ", ".join(p for p in (exc.context, exc.problem) if p)
-        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
-    return f"invalid YAML: {exc}"
+read_plan_data = read_yaml_file  # the name other modules used before yaml_reader existed
 
 
 def load_plan(path: str | Path, *, implemented_step_types: Collection[str] | None = None) -> Plan:
@@ -146,32 +116,59 @@ def plan_files(directory: str | Path) -> tuple[Path, ...]:
     )
 
 
-def load_plan_files(paths: Iterable[str | Path], *, implemented_step_types: Collection[str] | None = None) -> PlanSet:
-    """Load each file; one invalid plan never hides the valid ones. Duplicate names drop all holders."""
+# What may sit beside the plans without being one: the schema editors use, and documentation.
+_COMPANION_NAMES = ("plan.schema.json",)
+_COMPANION_SUFFIXES = (".md", ".txt", ".rst")
+
+
+def skipped_file_problems(directory: str | Path) -> list[PlanProblem]:
+    """A problem for each file of the plans folder that is not read as a plan, so none is silently ignored
+    (``failover.YAML``, ``plan.yaml.bak``, ``plan.json``); hidden files and documentation are left alone."""
+    problems = []
+    for path in sorted(Path(directory).iterdir()):
+        if path.name.startswith(".") or path.suffix in PLAN_FILE_SUFFIXES or path.name in _COMPANION_NAMES:
+            continue
+        if path.suffix.lower() in _COMPANION_SUFFIXES or not path.is_file():
+            continue
+        if path.suffix.lower() in PLAN_FILE_SUFFIXES:
+            why = f"not read: plan files end in lower-case {' or '.join(PLAN_FILE_SUFFIXES)}; rename it"
+        else:
+            why = (f"not read: only {' and '.join(PLAN_FILE_SUFFIXES)} files are plans; rename it or move it out "
+                   "of the plans folder")
+        problems.append(PlanProblem(str(path), None, None, why))
+    return problems
+
+
+def load_plan_files(
+    paths: Iterable[str | Path], *, implemented_step_types: Collection[str] | None = None, today: date | None = None
+) -> PlanSet:
+    """Load each file in order; one invalid plan never hides the valid ones.
+
+    A plan name already taken by an earlier valid file (in the given order, which is path order for a
+    folder) keeps that plan: the newcomer is the problem, so adding a file never removes a working DAG.
+    """
     paths = tuple(Path(p) for p in paths)
-    loaded: list[tuple[Path, Plan]] = []
-    problems: list[PlanProblem] = []
-    for path in paths:
-        try:
-            loaded.append((path, load_plan(path, implemented_step_types=implemented_step_types)))
-        except PlanValidationError as exc:
-            problems.extend(exc.problems)
-    by_name: dict[str, list[Path]] = {}
-    for path, plan in loaded:
-        by_name.setdefault(plan.name, []).append(path)
     plans: dict[str, Plan] = {}
     sources: dict[str, Path] = {}
-    for path, plan in loaded:
-        holders = by_name[plan.name]
-        if len(holders) > 1:
-            others = ", ".join(str(p) for p in holders if p != path)
-            problems.append(PlanProblem(str(path), None, "name", f"plan name {plan.name!r} is also used by {others}"))
+    problems: list[PlanProblem] = []
+    warnings: list[PlanProblem] = []
+    for path in paths:
+        try:
+            plan = load_plan(path, implemented_step_types=implemented_step_types)
+        except PlanValidationError as exc:
+            problems.extend(exc.problems)
+            continue
+        if plan.name in plans:
+            problems.append(PlanProblem(
+                str(path), None, "name",
+                f"plan name {plan.name!r} is already used by {sources[plan.name]}, which stays deployed; "
+                "this file is ignored until it has a name of its own",
+            ))
             continue
         plans[plan.name] = plan
         sources[plan.name] = path
-    order = {str(p): i for i, p in enumerate(paths)}
-    problems.sort(key=lambda p: order.get(p.file, len(order)))
-    return PlanSet(plans=plans, sources=sources, problems=problems, files=paths)
+        warnings += plan_warnings(plan, file=str(path), today=today or date.today())
+    return PlanSet(plans=plans, sources=sources, problems=problems, files=paths, warnings=warnings)
 
 
 def load_plans(directory: str | Path, *, implemented_step_types: Collection[str] | None = None) -> PlanSet:
@@ -180,4 +177,6 @@ def load_plans(directory: str | Path, *, implemented_step_types: Collection[str]
     if not directory.is_dir():
         problem = PlanProblem(str(directory), None, None, "not a directory")
         return PlanSet(problems=[problem])
-    return load_plan_files(plan_files(directory), implemented_step_types=implemented_step_types)
+    plan_set = load_plan_files(plan_files(directory), implemented_step_types=implemented_step_types)
+    plan_set.problems.extend(skipped_file_problems(directory))
+    return plan_set

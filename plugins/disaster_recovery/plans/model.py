@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from .base import Loc, PlanModel, raise_problems
 from .channels import PlanNotifications
 from .criteria_models import FailoverCriteria, RollbackCriteria
-from .durations import Duration
+from .durations import Duration, PositiveDuration
 from .enums import ApprovalStatus, DisasterScenario, ExecutionMode, StepType
 from .graph import StepGraph, build_step_graph, step_graph_problems
 from .names import PlanName, Tag, Version
@@ -36,8 +36,11 @@ def document_clusters(document: Any) -> tuple[str, ...]:
 
 
 class Objectives(PlanModel):
-    rto: Duration = Field(description="recovery time objective: longest acceptable outage")
-    rpo: Duration = Field(description="recovery point objective: most data (as time) that may be lost")
+    rto: PositiveDuration = Field(description="recovery time objective: longest acceptable outage (above zero)")
+    rpo: PositiveDuration = Field(
+        description="recovery point objective: most data (as time) that may be lost (above zero: a zero-loss "
+        "switchover meets an RPO of 1s)"
+    )
 
 
 class Approval(PlanModel):

@@ -16,6 +16,7 @@ from .checks import Check, HealthCheck
 from .durations import PositiveDuration
 from .enums import StepType
 from .names import AbsolutePath, ClusterRef, ConnId, PgIdentifier, ServiceName, SourceName
+from .templates import template_problem
 
 MIB = 1024 * 1024
 _HOSTNAME_RE = re.compile(
@@ -258,6 +259,12 @@ class ValidationConfig(PlanModel):
 class NotificationConfig(PlanModel):
     channels: tuple[Channel, ...] = Field((), description="default: the plan's notifications.channels")
     message: str | None = Field(None, description="template of the notice text")
+
+    @model_validator(mode="after")
+    def _message_parses(self) -> NotificationConfig:
+        problem = template_problem(self.message) if self.message else None
+        raise_problems(type(self).__name__, [(("message",), problem, None)] if problem else [])
+        return self
 
 
 # --- cleanup --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .step_configs import (
     ServiceStartConfig,
     ValidationConfig,
 )
+from .step_outputs import criteria_kind_problems
 
 IMPLEMENTED_STEP_TYPES_CONTEXT = "implemented_step_types"
 """Validation-context key: the step types whose executor exists (absent or None: accept all)."""
@@ -60,7 +61,10 @@ class Step(PlanModel):
     def _check_step(self, info: ValidationInfo) -> Step:
         problems: list[Any] = [
             (("success_criteria", path), message, None)
-            for path, message in criteria_spec_problems(self.success_criteria)
+            for path, message in (
+                *criteria_spec_problems(self.success_criteria),
+                *criteria_kind_problems(self.type, self.success_criteria),
+            )
         ]
         if self.max_retry_delay < self.retry_delay:
             problems.append((("max_retry_delay",), "must not be shorter than retry_delay", None))

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from disaster_recovery.notify import send_notice
 from disaster_recovery.plans.step_configs import NotificationConfig
+from disaster_recovery.plans.templates import TemplateRenderError
 from disaster_recovery.steps.base import StepContext, StepFailed, StepResult
 
 
@@ -32,7 +33,13 @@ class NotificationStep:
             "try_number": ctx.try_number,
             "event": "step",
         }
-        deliveries = send_notice(cfg.channels, context=context, message=cfg.message, dry_run=ctx.dry_run)
+        try:
+            deliveries = send_notice(cfg.channels, context=context, message=cfg.message, dry_run=ctx.dry_run)
+        except TemplateRenderError as exc:
+            raise StepFailed(
+                f"Step {ctx.step_name!r}: the notice was not sent: field 'config.{exc.field}': "
+                f"{exc.reason}"
+            ) from None
         delivered = [d for d in deliveries if d.ok]
         failed = [d for d in deliveries if not d.ok]
         output = {
