@@ -15,6 +15,10 @@ already holds data (unless ``replace_existing``), a point in time before the bac
 WAL archiving, a physical backup into a database or a logical one into a cluster folder. A dry run
 checks exactly these (and that the key opens the backup) and changes nothing.
 
+When recovery replays all the archived WAL without reaching the point in time, PostgreSQL stops the
+server: `PointInTimeUnreachable` (a `RestoreError`) names the segment missing from the archive, or the last
+one archived, and the target folder is removed. The backups and the archive are only read, never changed.
+
 The RPO the restore achieves: the reference time (the point in time asked for, else the time the
 restore started, standing for the failure) minus the moment the restored data is exact to: the point
 in time when recovery reached it, else the end of the backup.
@@ -47,7 +51,14 @@ from disaster_recovery.backups.restored import (
 )
 from disaster_recovery.backups.snapshot import count_rows, list_tables
 from disaster_recovery.backups.verification import restore_dump
-from disaster_recovery.backups.wal_archive import archived_files, restore_command, write_archive_config
+from disaster_recovery.backups.wal_archive import (
+    DEFAULT_SEGMENT_SIZE,
+    archived_files,
+    first_missing_segment,
+    is_segment_name,
+    restore_command,
+    write_archive_config,
+)
 from disaster_recovery.catalog.repository import Catalog, NotFound
 from disaster_recovery.postgres.cluster import pg_bindir
 
@@ -58,6 +69,16 @@ NEVER_RESTORABLE = ("corrupted", "expired")
 
 class RestoreRefused(RuntimeError):
     """A precondition does not hold; nothing was changed."""
+
+
+class PointInTimeUnreachable(RestoreError):
+    """Recovery replayed all the WAL the archive has and did not reach the point in time; the message
+    names the segment missing from the archive, or the last one archived. The target folder is removed."""
+
+
+# PostgreSQL's words when the WAL ran out before recovery_target_time (it then stops the server).
+_TARGET_NOT_REACHED = "recovery ended before configured recovery target was reached"
+_LAST_COMMIT = "last completed transaction was at log time "
 
 
 @dataclass(frozen=True)
@@ -292,8 +313,13 @@ class _ClusterRestore(_Restore):
         if not self.destination.start:
             self.details["started"] = False
             return result.content_bytes, None, None
-        cluster.start_checked()
-        self.details["recovery_seconds"] = round(cluster.wait_writable(), 3)
+        try:
+            cluster.start_checked()
+            self.details["recovery_seconds"] = round(cluster.wait_writable(), 3)
+        except RestoreError as exc:
+            if recovery and _log_line(cluster, _TARGET_NOT_REACHED):
+                raise PointInTimeUnreachable(self._unreachable(cluster)) from exc
+            raise
         self.details["writable_after_seconds"] = round(time.monotonic() - self._started, 3)
         self.details["started"] = True
         recovered_to = self._recovered_to(cluster)
@@ -311,6 +337,30 @@ class _ClusterRestore(_Restore):
         if self.point_in_time is not None:
             counts["compared_with"] = "backup-time counts (a point-in-time restore holds later changes too)"
         return result.content_bytes, recovered_to, counts
+
+    def _unreachable(self, cluster: RestoredCluster) -> str:
+        """Why recovery ran out of WAL before the point in time: a gap in the archive, or its end."""
+        meta, source = self.record.metadata, self.record.data_source
+        storage, _ = backup_storage(self.record)
+        names = archived_files(storage, source)
+        where = meta.get("wal_archived_to") or storage.location(f"{source}/wal")
+        last_commit = _log_line(cluster, _LAST_COMMIT)
+        replayed = (f"; the last transaction replayed committed at {last_commit.split(_LAST_COMMIT, 1)[1]}"
+                    if last_commit else "")
+        wanted = f"before the point in time {self.point_in_time.isoformat()}{replayed}"
+        # The backup holds its own WAL up to its stop segment; from there on recovery reads the archive.
+        after = meta.get("stop_wal_file") or meta.get("start_wal_file")
+        size = int(meta.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
+        missing = first_missing_segment(names, after=after, segment_size=size) if after else None
+        if missing:
+            return (f"WAL segment {missing} is missing from the archive of source {source!r} ({where}): recovery "
+                    f"from {self.record.describe()} stopped at the gap, {wanted}. Put the segment back, or restore "
+                    "to an earlier point in time")
+        segments = [name for name in names if is_segment_name(name)]
+        last = f"segment {segments[-1]}" if segments else "no whole segment"
+        return (f"the WAL archive of source {source!r} ends with {last} ({where}), {wanted}: nothing archived "
+                "reaches it. Has the source archived its current WAL file yet (pg_switch_wal() closes it)? Else "
+                "restore to an earlier point in time")
 
     def _recovered_to(self, cluster: RestoredCluster) -> dt.datetime | None:
         if self.point_in_time is None:
@@ -389,6 +439,7 @@ def _port_in_use(port: int) -> bool:
 __all__ = [
     "ClusterDestination",
     "DatabaseDestination",
+    "PointInTimeUnreachable",
     "RestoreError",
     "RestoreRefused",
     "RestoreResult",

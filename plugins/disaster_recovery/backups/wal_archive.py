@@ -136,6 +136,48 @@ def archived_files(storage, source: str) -> list[str]:
     )
 
 
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+_HEX = frozenset("0123456789ABCDEF")
+
+
+def is_segment_name(name: str) -> bool:
+    """A whole WAL segment (24 hex digits): not a ``.partial``, ``.backup`` or ``.history`` file."""
+    return len(name) == 24 and set(name) <= _HEX
+
+
+def segment_number(name: str, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[int, int]:
+    """(timeline, segment number counted from the start of WAL) of a segment name."""
+    per_log = 0x100000000 // segment_size
+    return int(name[:8], 16), int(name[8:16], 16) * per_log + int(name[16:24], 16)
+
+
+def segment_name(timeline: int, number: int, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
+    per_log = 0x100000000 // segment_size
+    return f"{timeline:08X}{number // per_log:08X}{number % per_log:08X}"
+
+
+def first_missing_segment(names: list[str], *, after: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str | None:
+    """The first segment after ``after`` that the archive (file ``names``) lacks while it holds later ones.
+
+    A segment number counts as archived on any timeline from ``after``'s on (after a promotion the new
+    timeline's copy of the switch segment holds what recovery needs). The missing one is named on the
+    timeline of the archived segment before it. None when the archive has no gap after ``after``.
+    """
+    first_timeline, start = segment_number(after, segment_size=segment_size)
+    timelines: dict[int, int] = {}
+    for name in names:
+        if is_segment_name(name):
+            timeline, number = segment_number(name, segment_size=segment_size)
+            if timeline >= first_timeline and number > start:
+                timelines[number] = max(timeline, timelines.get(number, 0))
+    previous = first_timeline
+    for number in range(start + 1, max(timelines, default=start)):
+        if number not in timelines:
+            return segment_name(previous, number, segment_size=segment_size)
+        previous = timelines[number]
+    return None
+
+
 # --- set-up (runs in Airflow / the lab, as root or the server user) -----------------------------------
 
 
