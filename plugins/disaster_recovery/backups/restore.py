@@ -357,6 +357,14 @@ class _ClusterRestore(_Restore):
                     f"from {self.record.describe()} stopped at the gap, {wanted}. Put the segment back, or restore "
                     "to an earlier point in time")
         segments = [name for name in names if is_segment_name(name)]
+        first_timeline = int(after[:8], 16) if after else 1
+        for later in sorted({int(name[:8], 16) for name in segments if int(name[:8], 16) > first_timeline}):
+            history = f"{later:08X}.history"
+            if history not in names:
+                return (f"timeline history file {history} is missing from the archive of source {source!r} "
+                        f"({where}): recovery from {self.record.describe()} cannot follow the promotion to "
+                        f"timeline {later}, whose WAL is archived, and ran out of WAL {wanted}. Put the file back "
+                        "(the promoted server archives it at promotion)")
         last = f"segment {segments[-1]}" if segments else "no whole segment"
         return (f"the WAL archive of source {source!r} ends with {last} ({where}), {wanted}: nothing archived "
                 "reaches it. Has the source archived its current WAL file yet (pg_switch_wal() closes it)? Else "
