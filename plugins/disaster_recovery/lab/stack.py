@@ -90,6 +90,8 @@ class LabConfig:
     backup_key: str = ""
     monitor_password: str = ""
     env: dict[str, str] = field(default_factory=dict)  # extra environment for every component (benchmarks)
+    # False: Airflow's own defaults instead of LATENCY_SETTINGS (a benchmark's baseline)
+    latency_settings: bool = True
 
     def save(self) -> None:
         path = Path(self.home) / "lab.json"
@@ -203,7 +205,8 @@ class Lab:
                 "DR_LAB_HOME": str(self.home),
             }
         )
-        env.update(LATENCY_SETTINGS)
+        if c.latency_settings:
+            env.update(LATENCY_SETTINGS)
         env.update(c.env)
         return env
 
