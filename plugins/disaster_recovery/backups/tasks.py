@@ -91,19 +91,21 @@ def expire(source_name: str, *, dry_run: bool = False) -> dict:
         ]
         decision = decide_retention(infos, policy=src.retention, now=datetime.now(UTC))
         by_id = {str(r.id): r for r in records}
-        deleted: list[str] = []
+        deleted: list[str] = []  # what this run expired (a row expired by an earlier run is not counted again)
         for backup_id in decision.expire:
             record = by_id[backup_id]
+            storage, relpath = backup_storage(record) if record.stored else (None, None)
+            leftover = storage is not None and storage.exists(relpath)  # a failed backup stored nothing
+            if record.verification_status == "expired" and not leftover:
+                continue
+            deleted.append(backup_id)
             if dry_run:
                 continue
-            if record.stored:  # a backup whose producer failed stored nothing
-                storage, relpath = backup_storage(record)
-                if storage.exists(relpath):
-                    storage.delete(relpath)
+            if leftover:
+                storage.delete(relpath)
             if record.verification_status != "expired":
                 update_backup(cat, backup_id, metadata={"expired_reason": decision.reasons.get(backup_id)},
                               verification_status="expired")
-            deleted.append(backup_id)
         starts = [
             (by_id[i].backup_metadata or {}).get("start_wal_file")
             for i in decision.keep
@@ -120,11 +122,11 @@ def expire(source_name: str, *, dry_run: bool = False) -> dict:
                     storage.delete(relpath)
         sentence = (
             f"{'Dry run: ' if dry_run else ''}{source_name}: kept {len(decision.keep)}, "
-            f"expired {len(decision.expire)} backup(s), {len(wal_deleted)} WAL file(s) no kept backup needs. "
+            f"expired {len(deleted)} backup(s), {len(wal_deleted)} WAL file(s) no kept backup needs. "
             f"{decision.sentence}"
         )
         log.info("%s", sentence)
-        return {"kept": list(decision.keep), "expired": deleted if not dry_run else list(decision.expire),
+        return {"kept": list(decision.keep), "expired": deleted,
                 "wal_deleted": len(wal_deleted), "sentence": sentence}
     finally:
         cat.dispose()
