@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -169,9 +170,38 @@ def test_a_second_concurrent_execution_is_refused(env):
     assert second.state == "failed"
     refused = executions(env, "busy-plan")[-1]
     assert refused["status"] == "failed"
-    assert "already in progress" in refused["error_details"]["refused"]
-    assert "busy-plan started elsewhere" in refused["error_details"]["refused"]
+    reason = refused["error_details"]["refused"]
+    assert reason.startswith(f"duplicate of execution {running.id} ('busy-plan started elsewhere'), triggered while "
+                             "it was running (it is still running)"), reason
     assert env["catalog"].get_execution(running.id).status == "in_progress"
+    # The override does not make two executions of one plan run at once.
+    third = run(env, dag_id, allow_duplicate=True)
+    assert third.state == "failed"
+    assert "duplicate of execution" in executions(env, "busy-plan")[-1]["error_details"]["refused"]
+
+
+def test_a_run_triggered_while_another_ran_is_refused_even_after_that_one_ended(env):
+    """A run queued behind a recovery (max_active_runs, a pager bot pressing again) is its duplicate: it
+    must not run the plan again once the first one is over, unless its conf says allow_duplicate."""
+    dag_id = write_plan(env["plans"], sql_plan("queued-plan", conn_id="wedsync_node1", query="SELECT 1", expected=1))
+    assert run(env, dag_id).state == "success"
+    (first,) = executions(env, "queued-plan")
+    during = first["started_at"] + (first["completed_at"] - first["started_at"]) / 2
+    dag = build_dags(env["plans"])[dag_id]
+    queued = dag.test(run_after=during, run_conf={"reason": "pressed again"})
+    assert queued.state == "failed"
+    refused = executions(env, "queued-plan")[-1]
+    assert refused["status"] == "failed" and refused["started_at"] is None
+    reason = refused["error_details"]["refused"]
+    assert reason.startswith(f"duplicate of execution {first['id']} ('{first['execution_name']}'), triggered while "
+                             "it was running (it ended at "), reason
+    assert 'trigger with conf {"allow_duplicate": true}' in reason
+    assert env["catalog"].get_steps(refused["id"]) == []  # no step of the plan ran
+    forced = dag.test(run_after=during + timedelta(microseconds=1),
+                      run_conf={"reason": "second recovery on purpose", "allow_duplicate": True})
+    assert forced.state == "success"
+    assert executions(env, "queued-plan")[-1]["trigger_event"]["allow_duplicate"] is True
+    assert run(env, dag_id).state == "success"  # triggered after the others ended: a new recovery
 
 
 def test_failing_step_retries_then_fails_the_run_and_the_execution(env, sinks):

@@ -212,18 +212,34 @@ def test_sql_check_timeout(conns):
         ValidationStep().run(config, _ctx())
 
 
-def test_validation_dry_run_resolves_without_running(conns, http_server):
+def test_a_dry_run_runs_every_check_for_real_and_fails_on_what_it_finds(conns, http_server):
+    """Checks only read, so a dry run runs them: it is how a dry run finds a standby already promoted or
+    a service that does not answer. Only a query that writes is left out (read-only transaction)."""
     base = conns
     config = {"checks": [
         {"kind": "sql", "conn_id": "app_db", "query": "SELECT 1/0"},
         {"kind": "http", "http_conn_id": "app_http", "endpoint": "health"},
         {"kind": "http", "url": f"{base}/nope"},
     ]}
-    result = ValidationStep().run(config, _ctx(dry_run=True))
-    assert result.output["all_passed"] is None and result.output["failed"] == 0
-    assert result.output["checks"][1]["expected"] == f"HTTP 200 from {base}/…"
-    assert http_server.requests == []
-    assert result.sentence.startswith("Dry run: would run 3 check(s)")
+    with pytest.raises(StepFailed, match=r"^Dry run: 2 of 3 check\(s\) failed: sql on app_db: DivisionByZero") as failed:
+        ValidationStep().run(config, _ctx(dry_run=True))
+    checks = failed.value.output["checks"]
+    assert [c["ok"] for c in checks] == [False, True, False]
+    assert checks[1]["target"] == f"HTTP 200 from {base}/…"
+    assert len(http_server.requests) == 2
+
+    good = {"checks": [{"kind": "sql", "conn_id": "app_db", "query": "SELECT 1", "expected": 1},
+                       {"kind": "http", "http_conn_id": "app_http", "endpoint": "health"}]}
+    result = ValidationStep().run(good, _ctx(dry_run=True))
+    assert result.output["all_passed"] is True and result.measured
+    assert result.sentence == "Dry run: All 2 check(s) passed: sql on app_db, http app_http:health."
+
+    writes = {"checks": [{"kind": "sql", "conn_id": "app_db", "query": "CREATE TABLE dry_run_canary (x int)"},
+                         {"kind": "sql", "conn_id": "app_db", "query": "SELECT 1", "expected": 1}]}
+    result = ValidationStep().run(writes, _ctx(dry_run=True))
+    assert result.output["all_passed"] is None and not result.measured
+    assert result.output["checks"][0]["skipped"] == "the query writes; a dry run does not run writes"
+    assert "Not run in a dry run (they write): sql on app_db." in result.sentence
 
     missing = {"checks": [{"kind": "sql", "conn_id": "no_such_conn", "query": "SELECT 1"}]}
     with pytest.raises(StepFailed, match="Dry run: 1 of 1 check.*no_such_conn"):

@@ -25,11 +25,29 @@ class NotFound(CatalogError, LookupError):
 class ConflictingExecution(CatalogError):
     """Another execution of the same plan is still initiated or in progress."""
 
-    def __init__(self, execution_id: uuid.UUID, execution_name: str, plan_id: uuid.UUID | None) -> None:
+    def __init__(
+        self, execution_id: uuid.UUID, execution_name: str, plan_id: uuid.UUID | None, message: str | None = None
+    ) -> None:
         self.execution_id = execution_id
         self.execution_name = execution_name
         self.plan_id = plan_id
-        super().__init__(f"plan {plan_id} already has a running execution: '{execution_name}' ({execution_id})")
+        super().__init__(
+            message or f"plan {plan_id} already has a running execution: '{execution_name}' ({execution_id})"
+        )
+
+
+class DuplicateExecution(ConflictingExecution):
+    """This run was triggered while another execution of the same plan was running (it may have ended since)."""
+
+    def __init__(
+        self, execution_id: uuid.UUID, execution_name: str, plan_id: uuid.UUID | None, *, ended_at: Any = None
+    ) -> None:
+        self.ended_at = ended_at
+        state = f"it ended at {ended_at:%Y-%m-%d %H:%M:%S} UTC" if ended_at else "it is still running"
+        super().__init__(
+            execution_id, execution_name, plan_id,
+            f"duplicate of execution {execution_id} ('{execution_name}'), triggered while it was running ({state})",
+        )
 
 
 # -- value preparation --------------------------------------------------------------------------------

@@ -20,13 +20,13 @@ from disaster_recovery.clusters.events import link_incident
 from disaster_recovery.governance.admission import admit_execution
 from disaster_recovery.governance.outcome import StepState, decide_outcome
 from disaster_recovery.health.criteria import HealthSample, evaluate_failover_criteria
+from disaster_recovery.orchestration.plan_version import ADMITTED_PLAN_KEY, VALIDATE_TASK, AdmittedPlan, admitted_plan
 from disaster_recovery.plans import Plan, all_criteria_met, evaluate_criteria
 from disaster_recovery.plans.model import document_clusters
 from disaster_recovery.steps.base import RunTrigger, StepContext
 from disaster_recovery.steps.registry import load_step_class
 
 log = logging.getLogger("disaster_recovery.orchestration")
-VALIDATE_TASK = "validate_execution"
 HEALTH_SAMPLES_PER_SERVICE = 20
 
 
@@ -49,6 +49,7 @@ def run_info(plan: Plan, context) -> dict[str, Any]:
         "execution_mode": plan.execution_mode.value,
         "trigger_type": "manual",
         "dry_run": False,
+        "allow_duplicate": False,
     }
     values.update({k: v for k, v in dict(context.get("params") or {}).items() if k in values})
     conf = dict(getattr(dag_run, "conf", None) or {})
@@ -66,6 +67,8 @@ def run_info(plan: Plan, context) -> dict[str, Any]:
         "trigger_type": str(values["trigger_type"]),
         "execution_mode": mode,
         "dry_run": values["dry_run"] in (True, "true", "True", 1) or mode == "test",
+        "allow_duplicate": values["allow_duplicate"] in (True, "true", "True", 1),
+        "triggered_at": getattr(dag_run, "run_after", None) or getattr(dag_run, "queued_at", None),
         "initiated_by": str(user),
         "run_id": dag_run.run_id,
         "dag_id": dag_run.dag_id,
@@ -171,7 +174,6 @@ def validate_and_open(plan: Plan, context) -> str:
     cat = catalog()
     try:
         plan_row = upsert_plan_record(cat, plan)
-        active = cat.active_executions(plan_row.id)
         verdict = None
         if info["trigger_type"] in ("automated", "alert_based"):
             services = set(plan.failover_criteria.health_thresholds)
@@ -181,12 +183,14 @@ def validate_and_open(plan: Plan, context) -> str:
             a.execution_name for a in (cat.active_execution_plans() if mine else ())
             if a.plan_name != plan.name and mine & set(document_clusters(a.plan_document))
         )
+        # Another execution of this plan (running now, or when this run was triggered) is decided by
+        # open_execution under the plan's lock, so that of simultaneous triggers exactly one runs.
         admission = admit_execution(
             plan,
             today=date.today(),
             trigger_type=info["trigger_type"],
             execution_mode=info["execution_mode"],
-            active_execution_names=tuple(e.execution_name for e in active),
+            active_execution_names=(),
             criteria=verdict,
             conflicting_executions=conflicting,
         )
@@ -197,7 +201,12 @@ def validate_and_open(plan: Plan, context) -> str:
             "dag_id": info["dag_id"],
             "run_id": info["run_id"],
             "dry_run": info["dry_run"],
+            "plan_fingerprint": plan.fingerprint(),
         }
+        if info["triggered_at"] is not None:
+            event["triggered_at"] = info["triggered_at"].isoformat()
+        if info["allow_duplicate"]:
+            event["allow_duplicate"] = True
         if verdict is not None:
             event["criteria"] = verdict.sentence
         if info["incident_id"]:
@@ -217,10 +226,13 @@ def validate_and_open(plan: Plan, context) -> str:
                     **common,
                     steps_total=len(plan.steps),
                     affected_services=sorted(_connection_ids(plan.document()["steps"])),
+                    triggered_at=None if info["allow_duplicate"] else info["triggered_at"],
+                    run_id=info["run_id"],
                 )
             except ConflictingExecution as exc:
-                admission = type(admission)(False, f"another recovery execution of {plan.name!r} is already in "
-                                                   f"progress: {exc}")
+                hint = "" if info["allow_duplicate"] else (
+                    "; to run it anyway once that one has ended, trigger with conf {\"allow_duplicate\": true}")
+                admission = type(admission)(False, f"{exc}{hint}")
         if not admission.allowed:
             refused = cat.record_refused_execution(**common, reason=admission.sentence)
             log.error("execution refused (recorded as %s): %s", refused.id, admission.sentence)
@@ -232,6 +244,8 @@ def validate_and_open(plan: Plan, context) -> str:
             link_incident(cat, info["incident_id"], execution_id=str(execution.id), dag_id=info["dag_id"],
                           run_id=info["run_id"])
         cat.create_step_rows(execution.id, _step_specs(plan))
+        # The version every task of this run executes (see admitted_plan), whatever the file says later.
+        context["ti"].xcom_push(key=ADMITTED_PLAN_KEY, value=AdmittedPlan.of(plan).as_xcom())
         log.info("%s; execution %s opened (%d steps)", admission.sentence, execution.id, len(plan.steps))
         _notify_event(plan, event="started", execution_id=str(execution.id), status="in_progress",
                       summary=f"started: {info['reason']}", dry_run=info["dry_run"])
@@ -248,8 +262,15 @@ def _execution_id(context) -> str:
 
 
 def run_step(plan: Plan, step_name: str, context, *, retries: int) -> dict:
-    info = run_info(plan, context)
     execution_id = _execution_id(context)
+    try:
+        plan = admitted_plan(plan, context)
+    except AirflowFailException as exc:
+        with catalog() as cat:
+            cat.update_step(execution_id, step_name, status="failed", completed_at=_now(),
+                            error_message=f"AirflowFailException: {exc}"[:4000])
+        raise
+    info = run_info(plan, context)
     step = plan.get_step(step_name)
     ti = context["ti"]
     try_number = int(getattr(ti, "try_number", 1) or 1)
@@ -274,8 +295,9 @@ def run_step(plan: Plan, step_name: str, context, *, retries: int) -> dict:
                     execution_id=execution_id, try_number=try_number, log=log, trigger=run_trigger(info),
                 ),
             )
-            if dry_run:
-                checks: list[dict] = [{"criterion": "*", "ok": True, "message": "dry run: criteria not evaluated"}]
+            if dry_run and not result.measured:
+                checks: list[dict] = [{"criterion": "*", "ok": True,
+                                       "message": "dry run: criteria not evaluated (nothing was done to judge)"}]
             else:
                 results = evaluate_criteria(step.success_criteria, result.output)
                 checks = [r.as_dict() for r in results]
@@ -310,6 +332,7 @@ def run_step(plan: Plan, step_name: str, context, *, retries: int) -> dict:
 
 def rollback_gate(plan: Plan, context) -> str:
     execution_id = _execution_id(context)
+    plan = admitted_plan(plan, context, same_shape=False)
     cat = catalog()
     try:
         main = {s.name for s in plan.steps}
@@ -372,6 +395,7 @@ def finalize(plan: Plan, context) -> dict:
     execution_id = context["ti"].xcom_pull(task_ids=VALIDATE_TASK)
     if not execution_id:
         raise AirflowFailException("the execution was refused or could not be opened; see validate_execution")
+    plan = admitted_plan(plan, context, same_shape=False)
     info = run_info(plan, context)
     cat = catalog()
     try:

@@ -133,6 +133,15 @@ class Plan(PlanModel):
     def rollback_graph(self) -> StepGraph:
         return build_step_graph(self.rollback_steps)
 
+    def shape(self) -> tuple:
+        """What the plan's DAG is made of: each step's name, type, upstream steps and group, main and
+        rollback. Two versions of a plan with the same shape render the same tasks and edges."""
+
+        def section(steps: tuple[Step, ...], graph: StepGraph) -> tuple:
+            return tuple((s.name, s.type.value, tuple(graph.upstream[s.name]), s.parallel_group) for s in steps)
+
+        return section(self.steps, self.graph()), section(self.rollback_steps, self.rollback_graph())
+
     def clusters(self) -> tuple[str, ...]:
         """The clusters (include/clusters.yaml) the plan's database_failover steps act on."""
         return document_clusters(self.document())

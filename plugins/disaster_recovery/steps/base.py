@@ -59,6 +59,9 @@ class StepResult:
 
     output: dict[str, Any]
     sentence: str
+    measured: bool = False
+    """In a dry run: True when the output is what really is (read-only checks that ran), so the step's
+    success criteria are judged on it; False when it describes what would have been done."""
 
 
 class Step(Protocol):

@@ -6,8 +6,9 @@ to ``expected`` (``null`` expected: the query only has to run). tcp: a connect w
 http: a GET/HEAD through httpx (a full URL, or an HTTP connection's base URL + endpoint, its login as
 basic auth), with the expected status and optionally a text in the body.
 
-A dry run resolves every check's target (connections exist, URLs build) and runs none of them: the
-state they check is usually the one the earlier steps are about to create.
+A dry run runs every check for real, because checks only read: it finds a standby that is already
+promoted, a service that does not answer, a connection that is missing. A sql check runs there in a
+READ ONLY transaction; a query that writes (a canary insert) is skipped and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from disaster_recovery.postgres.replication import error_text
 from disaster_recovery.steps.base import StepContext, StepFailed, StepResult
 
 BODY_EXCERPT = 200
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+class _WritesInDryRun(Exception):
+    """A sql check's query tried to write inside a dry run's read-only transaction."""
 
 
 def values_match(actual: Any, expected: Any) -> bool:
@@ -103,10 +109,11 @@ class ValidationStep:
             started = time.monotonic()
             try:
                 if ctx.dry_run:
-                    result["expected"] = self._resolve(check)
-                else:
-                    ok, actual, expected, error = self._run_check(check)
-                    result.update(ok=ok, actual=_json_safe(actual), expected=_json_safe(expected), error=error)
+                    result["target"] = self._resolve(check)
+                ok, actual, expected, error = self._run_check(check, read_only=ctx.dry_run)
+                result.update(ok=ok, actual=_json_safe(actual), expected=_json_safe(expected), error=error)
+            except _WritesInDryRun as exc:
+                result.update(skipped=str(exc))
             except Exception as exc:
                 result.update(ok=False, error=error_text(exc))
             result["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -116,22 +123,23 @@ class ValidationStep:
 
         failed = [r for r in results if r["ok"] is False]
         passed = [r for r in results if r["ok"] is True]
+        skipped = [r for r in results if r.get("skipped")]
         output = {
             "dry_run": ctx.dry_run,
             "checks": results,
             "passed": len(passed),
             "failed": len(failed),
-            "all_passed": None if ctx.dry_run and not failed else not failed,
+            "all_passed": False if failed else None if skipped else True,
         }
         prefix = "Dry run: " if ctx.dry_run else ""
         if failed:
             listing = "; ".join(f"{r['name']}: {r['error']}" for r in failed)
             raise StepFailed(f"{prefix}{len(failed)} of {len(results)} check(s) failed: {listing}.", output=output)
-        if ctx.dry_run:
-            sentence = f"Dry run: would run {len(results)} check(s): " + ", ".join(r["name"] for r in results) + "."
-        else:
-            sentence = f"All {len(results)} check(s) passed: " + ", ".join(r["name"] for r in results) + "."
-        return StepResult(output=output, sentence=sentence)
+        sentence = (f"{prefix}{'All ' if not skipped else ''}{len(passed)} check(s) passed: "
+                    + ", ".join(r["name"] for r in passed) + ".")
+        if skipped:
+            sentence += f" Not run in a dry run (they write): {', '.join(r['name'] for r in skipped)}."
+        return StepResult(output=output, sentence=sentence, measured=not skipped)
 
     # -- dry run: where each check would go ---------------------------------------------------------
     @staticmethod
@@ -146,22 +154,30 @@ class ValidationStep:
         return f"HTTP {check.expected_status} from {redact_url(url or '')}"
 
     # -- the checks ---------------------------------------------------------------------------------
-    def _run_check(self, check: SqlCheck | TcpCheck | HttpCheck) -> tuple[bool, Any, Any, str | None]:
+    def _run_check(self, check: SqlCheck | TcpCheck | HttpCheck, *, read_only: bool) -> tuple[bool, Any, Any, str | None]:
         if isinstance(check, SqlCheck):
-            return self._sql(check)
+            return self._sql(check, read_only=read_only)
         if isinstance(check, TcpCheck):
             return self._tcp(check)
         return self._http(check)
 
     @staticmethod
-    def _sql(check: SqlCheck) -> tuple[bool, Any, Any, str | None]:
+    def _sql(check: SqlCheck, *, read_only: bool = False) -> tuple[bool, Any, Any, str | None]:
         timeout = check.timeout.total_seconds()
         conn_id, database = _sql_target(check)
         conn = pg_connect(conn_id, connect_timeout=timeout, autocommit=False, database=database)
         try:
             cur = conn.cursor()
+            if read_only:
+                cur.execute("SET TRANSACTION READ ONLY")
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(timeout * 1000)}ms",))
-            cur.execute(check.query)
+            try:
+                cur.execute(check.query)
+            except Exception as exc:
+                code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)  # psycopg 3 or psycopg2
+                if read_only and code == READ_ONLY_SQL_TRANSACTION:
+                    raise _WritesInDryRun("the query writes; a dry run does not run writes") from None
+                raise
             row = cur.fetchone() if cur.description else None
             cur.close()
         finally:
