@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 
 import pytest
@@ -223,17 +224,36 @@ def test_an_opener_waits_for_a_transaction_holding_the_plan(catalog, catalog_clu
                 "VALUES ('held', %s, 'manual', '{}', 'in_progress')",
                 (str(plan.id),),
             )
+        holder = conn.get_backend_pid()
         result: list[BaseException | ExecutionRecord] = []
         thread = threading.Thread(target=lambda: _try_open(catalog, plan, result))
         thread.start()
-        thread.join(1.0)
-        assert thread.is_alive(), "open_execution did not wait for the plan row lock"
+        # Proof that it waits for *this* lock, not merely that it is slow: PostgreSQL reports the opener's
+        # backend blocked by the holder's (a timeout only ends the wait for that report).
+        blocked = _wait_blocked_by(cluster, dbname, holder)
+        assert blocked, "open_execution never waited for the transaction holding the plan row"
+        assert thread.is_alive() and result == []
         conn.commit()
         thread.join(30)
     finally:
         conn.close()
     assert len(result) == 1 and isinstance(result[0], ConflictingExecution)
     assert result[0].execution_name == "held"
+
+
+def _wait_blocked_by(cluster, dbname: str, holder: int, *, timeout: float = 30) -> list[tuple]:
+    """(pid, wait_event_type) of the backends waiting on a lock ``holder`` holds, once there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = cluster.query(
+            "SELECT pid, wait_event_type FROM pg_stat_activity WHERE datname = %s AND %s = ANY(pg_blocking_pids(pid))",
+            (dbname, holder), dbname=dbname,
+        )
+        if rows:
+            assert all(kind == "Lock" for _, kind in rows), rows
+            return rows
+        time.sleep(0.02)
+    return []
 
 
 def _try_open(catalog, plan, result):
