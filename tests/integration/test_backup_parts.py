@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 import pytest
 import zstandard
@@ -35,7 +36,7 @@ def test_basebackup_log_and_wal_file_names():
     assert wal_file_name(timeline=1, lsn="1/A0000100", segment_size=mib16) == "0000000100000001000000A0"
     assert wal_file_name(timeline=1, lsn="1/A0000100", segment_size=64 * 1024 * 1024) == "000000010000000100000028"
     assert wal_relpath("src", "00000002.history") == "src/wal/00000002/00000002.history.zst.drbk"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("not a WAL file name: '../etc/passwd'")):
         wal_relpath("src", "../etc/passwd")
 
 

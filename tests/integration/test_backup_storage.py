@@ -8,9 +8,11 @@ import io
 import logging
 import os
 import random
+import re
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from disaster_recovery.backups.crypto import BackupCorrupted, SealedReader, SealingWriter, open_sealed
 from disaster_recovery.backups.keys import EncryptionKey, generate_key, key_from_base64
@@ -118,7 +120,7 @@ def test_local_delete_prunes_empty_folders_and_bad_paths_are_refused(tmp_path):
     with pytest.raises(ObjectNotFound):
         storage.open_reader("s/2026/b.drbk")
     for bad in ("", "/abs", "../up", "a/../b", "a//b", ".hidden", "a/.tmp"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"^object path .*{re.escape(repr(bad))}"):
             storage.open_writer(bad)
     assert _files(tmp_path) == ["s", "s/wal", "s/wal/000000010000000000000001"]
 
@@ -168,13 +170,13 @@ def test_storage_from_config_and_locations(tmp_path):
     from disaster_recovery.catalog.tables import STORAGE_CLASS
 
     assert set(S3_STORAGE_CLASSES) == set(STORAGE_CLASS)
-    for bad in (
-        {"kind": "ftp"},
-        {"kind": "local"},
-        {"kind": "s3"},
-        {"kind": "s3", "bucket": "b", "storage_class": "x"},
+    for bad, reason in (
+        ({"kind": "ftp"}, "unknown storage kind 'ftp'"),
+        ({"kind": "local"}, "local storage needs a 'path'"),
+        ({"kind": "s3"}, "s3 storage needs a 'bucket'"),
+        ({"kind": "s3", "bucket": "b", "storage_class": "x"}, "unknown storage class 'x'"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=re.escape(reason)):
             storage_from_config(bad)
 
 
@@ -316,7 +318,7 @@ def test_s3_abort_leaves_no_object_and_no_pending_upload(bucket):
 
 def test_s3_failure_to_start_an_upload_is_raised_and_leaves_nothing(bucket):
     missing = S3Storage(bucket=f"{bucket}-missing", aws_conn_id="aws_test")
-    with pytest.raises(Exception, match="NoSuchBucket"), missing.open_writer("src/x.drbk") as obj:
+    with pytest.raises(ClientError, match="NoSuchBucket"), missing.open_writer("src/x.drbk") as obj:
         obj.write(os.urandom(17 * MiB))
     storage = S3Storage(bucket=bucket, aws_conn_id="aws_test")
     assert storage.list() == [] and storage.pending_uploads() == []

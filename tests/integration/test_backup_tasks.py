@@ -7,6 +7,7 @@ import pytest
 from disaster_recovery.backups import tasks
 from disaster_recovery.backups.inventory import list_backups
 from disaster_recovery.backups.readback import backup_storage
+from disaster_recovery.backups.sources import SourceValidationError
 from disaster_recovery.catalog.repository import Catalog
 from tests.integration.backup_support import (
     KEY_CONN,
@@ -92,7 +93,7 @@ def test_dr_restore_task_restores_the_newest_verified_backup(env, monkeypatch):
 
 
 def test_a_missing_source_is_named(env):
-    with pytest.raises(Exception, match="nope"):
+    with pytest.raises(SourceValidationError, match="source 'nope'.*no valid source of this name"):
         tasks.backup("nope")
 
 
