@@ -428,7 +428,11 @@ class S3ObjectWriter(_WriterBase):
 class S3Storage:
     """Objects under ``s3://bucket/prefix/`` through the amazon provider's S3Hook (connection
     ``aws_conn_id``; its ``endpoint_url`` extra points it at an S3-compatible server). The client is made
-    on first use, so building an S3Storage does no I/O."""
+    on first use, so building an S3Storage does no I/O.
+
+    With ``client_settings`` (boto3 client arguments, see `static_client_settings`) the client is made by
+    boto3 alone: the WAL commands, which run outside Airflow for every segment, need no Airflow import.
+    """
 
     kind = "s3"
 
@@ -441,6 +445,7 @@ class S3Storage:
         storage_class: str = "standard",
         part_size: int = S3_PART_SIZE,
         upload_concurrency: int = 4,
+        client_settings: Mapping[str, Any] | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("S3 storage needs a bucket")
@@ -455,6 +460,7 @@ class S3Storage:
         self.s3_storage_class = S3_STORAGE_CLASSES[storage_class]
         self.part_size = part_size
         self.upload_concurrency = upload_concurrency
+        self.client_settings = dict(client_settings) if client_settings is not None else None
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -465,10 +471,30 @@ class S3Storage:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+                if self.client_settings is not None:
+                    import boto3
 
-                self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+                    self._client = boto3.session.Session().client("s3", **self.client_settings)
+                else:
+                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+                    self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
             return self._client
+
+    def static_client_settings(self) -> dict[str, Any] | None:
+        """The boto3 client arguments the S3Hook makes of ``aws_conn_id`` (keys, region, endpoint, TLS
+        verification), for code that runs outside Airflow; they hold the secret key. None when the connection
+        needs more than that (a role to assume, a profile, temporary credentials, botocore options): such
+        code must go through the hook. Runs where Airflow's connections are readable."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        conn = S3Hook(aws_conn_id=self.aws_conn_id).conn_config
+        if (conn.role_arn or conn.profile_name or conn.aws_session_token or conn.botocore_config
+                or set(conn.extra_config) - {"endpoint_url", "region_name", "verify"}):
+            return None
+        settings = {"aws_access_key_id": conn.aws_access_key_id, "aws_secret_access_key": conn.aws_secret_access_key,
+                    "region_name": conn.region_name, "endpoint_url": conn.endpoint_url, "verify": conn.verify}
+        return {name: value for name, value in settings.items() if value is not None}
 
     def key(self, relpath: str) -> str:
         relpath = clean_relpath(relpath)
@@ -555,7 +581,8 @@ class S3Storage:
 
 def storage_from_config(config: Mapping[str, Any]) -> LocalStorage | S3Storage:
     """A storage from ``{"kind": "local", "path": ...}`` or ``{"kind": "s3", "bucket": ..., "prefix": ...,
-    "aws_conn_id": ..., "storage_class": ...}`` (prefix, aws_conn_id and storage_class optional)."""
+    "aws_conn_id": ..., "storage_class": ..., "client": {...}}`` (all but the bucket optional; ``client``:
+    see `S3Storage.static_client_settings`)."""
     kind = config.get("kind", "local")
     if kind == "local":
         if not config.get("path"):
@@ -569,6 +596,7 @@ def storage_from_config(config: Mapping[str, Any]) -> LocalStorage | S3Storage:
             prefix=str(config.get("prefix") or ""),
             aws_conn_id=str(config.get("aws_conn_id") or "aws_default"),
             storage_class=str(config.get("storage_class") or "standard"),
+            client_settings=config.get("client"),
         )
     raise ValueError(f"unknown storage kind {kind!r}; expected 'local' or 's3'")
 

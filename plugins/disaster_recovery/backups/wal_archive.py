@@ -15,9 +15,12 @@ Both commands run as the server's OS user, outside Airflow: they cannot read Air
 config FILE (JSON: source, storage, key_file) and the key file it names (JSON: key_id, key in base64)
 are written from the Airflow connection by `write_archive_config` — called by the backup DAG or the
 lab — into a folder of the server user's, mode 0700/0600: readable by that user only. For S3 storage
-the command also needs the AWS connection: put ``AIRFLOW_CONN_<ID>`` in the config's ``environment``.
+the config also carries the boto3 client settings resolved from the AWS connection when it is written
+(keys, region, endpoint), so a segment costs one short Python start there too, not an Airflow import
+(seconds: the archive could not keep up with a busy primary). A connection that needs more (a role to
+assume, a profile) is used through the S3Hook: put ``AIRFLOW_CONN_<ID>`` in the config's ``environment``.
 
-This module imports nothing of Airflow (a segment costs one short Python start).
+This module imports nothing of Airflow.
 """
 
 from __future__ import annotations
@@ -191,9 +194,16 @@ def write_archive_config(
 ) -> Path:
     """Write ``folder/archive.json`` and ``folder/archive.key`` for the server user only; the config path.
 
-    For local storage it also creates ``<root>/<source>/wal`` for the server user (who writes there).
+    For local storage it also creates ``<root>/<source>/wal`` for the server user (who writes there); for
+    S3 it adds the connection's static client settings (``storage.client``) unless given.
     """
     from disaster_recovery.postgres.cluster import give_to_server_user
+
+    storage_config = dict(storage_config)
+    if storage_config.get("kind") == "s3" and "client" not in storage_config:
+        settings = storage_from_config(storage_config).static_client_settings()
+        if settings is not None:
+            storage_config["client"] = settings
 
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
