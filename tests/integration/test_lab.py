@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,29 +23,36 @@ import pytest
 
 from disaster_recovery.lab.processes import group_members
 from disaster_recovery.lab.stack import AIRFLOW_COMPONENTS, Lab
+from tests.integration.lab_plans import MID_RUN_EDIT, approved, mid_run_edit_plan, write_lab_plans, write_plan
+from tests.integration.lab_support import (
+    catalog_rows,
+    command_line,
+    lab_command,
+    lab_plans_dir,
+    processes_of,
+    running,
+    trigger,
+    wait_for_dag,
+    wait_for_run,
+    wait_until,
+)
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[2]
 
 
-def lab_command(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env["PYTHONPATH"] = str(REPO / "plugins")
-    return subprocess.run(
-        [sys.executable, "-m", "disaster_recovery.lab", "--home", str(home), "--auto-ports", *args],
-        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
-
-
 @pytest.fixture(scope="module")
 def lab(session_dir):
     home = session_dir / "lab"
+    # The shipped plans and the tests' own, in a folder of the lab's (DR_PLANS_DIR reaches every component).
+    plans = write_lab_plans(lab_plans_dir(home))
     proc = lab_command(home, "up")
     lab = Lab(home)
     if proc.returncode != 0:
         lab_command(home, "down")
         pytest.fail(f"lab up failed:\n{proc.stdout}\n{proc.stderr}")
     lab.up_output = proc.stdout
+    lab.plans_dir = plans
     yield lab
     lab_command(home, "down")
 
@@ -108,6 +116,72 @@ def test_clusters_and_connections(lab):
         assert conn_id in out.stdout
 
 
+def _runs(lab, headers, dag_id: str, run_ids: list[str]) -> dict[str, str]:
+    return {run_id: wait_for_run(lab, headers, dag_id, run_id) for run_id in run_ids}
+
+
+def test_ten_simultaneous_triggers_start_one_recovery(lab, token):
+    """An operator, the health monitor and a pager bot pressing at once: one execution runs the plan, the
+    others are refused (and recorded, with the reason), including those Airflow queued behind it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    dag_id = "dr_plan__wedsync-database-failover"
+    wait_for_dag(lab, headers, dag_id)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        run_ids = list(pool.map(lambda i: trigger(lab, headers, dag_id, f"press {i}", dry_run=True), range(10)))
+    states = _runs(lab, headers, dag_id, run_ids)
+    assert sorted(states.values()) == ["failed"] * 9 + ["success"], states
+    rows = catalog_rows(lab, "SELECT id::text, trigger_event->>'run_id', status, started_at IS NOT NULL, "
+                             "error_details->>'refused' FROM recovery_executions "
+                             "WHERE trigger_event->>'run_id' = ANY(%s)", (run_ids,))
+    assert len(rows) == 10
+    (winner,) = [r for r in rows if r[3]]
+    assert states[winner[1]] == "success" and winner[2] == "completed"
+    for _, run_id, status, started, refused in (r for r in rows if r is not winner):
+        assert (status, started, states[run_id]) == ("failed", False, "failed")
+        assert refused.startswith(f"duplicate of execution {winner[0]} "), refused
+        assert "triggered while it was running" in refused
+    steps = catalog_rows(lab, "SELECT count(DISTINCT execution_id) FROM recovery_step_executions "
+                              "WHERE execution_id::text = ANY(%s)", ([r[0] for r in rows],))
+    assert steps == [(1,)]  # only the winner has step rows: no refused run touched a step
+
+
+def _wait_for_task_state(lab, headers, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+    url = f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+    wait_until(lambda: httpx.get(url, headers=headers, timeout=10).json().get("state") == state,
+               timeout=120, what=f"{task_id} {state}")
+
+
+def _step_row(lab, run_id: str, step: str) -> tuple:
+    (row,) = catalog_rows(lab, "SELECT s.status, s.output_data, s.error_message FROM recovery_step_executions s "
+                               "JOIN recovery_executions e ON e.id = s.execution_id "
+                               "WHERE e.trigger_event->>'run_id' = %s AND s.step_name = %s", (run_id, step))
+    return row
+
+
+def test_a_plan_edited_mid_run_runs_the_admitted_version_or_fails_clearly(lab, token):
+    headers = {"Authorization": f"Bearer {token}"}
+    dag_id = f"dr_plan__{MID_RUN_EDIT}"
+    admitted = approved(mid_run_edit_plan())
+    # An edit of a step's config while the run is under way: the run keeps the version it was admitted with.
+    run_id = trigger(lab, headers, dag_id, "mid-run edit: config")
+    _wait_for_task_state(lab, headers, dag_id, run_id, "slow", "running")
+    write_plan(lab.plans_dir, mid_run_edit_plan(version="v2"), approval=admitted["approval"])
+    assert wait_for_run(lab, headers, dag_id, run_id) == "success"
+    status, output, _ = _step_row(lab, run_id, "version")
+    assert status == "completed" and output["checks"][0]["actual"] == "v1", output
+    # An edit that adds a step: the tasks no longer match the admitted steps, so the next step fails clearly.
+    write_plan(lab.plans_dir, admitted)
+    run_id = trigger(lab, headers, dag_id, "mid-run edit: shape")
+    _wait_for_task_state(lab, headers, dag_id, run_id, "slow", "running")
+    write_plan(lab.plans_dir, mid_run_edit_plan(extra_step=True), approval=admitted["approval"])
+    assert wait_for_run(lab, headers, dag_id, run_id) == "failed"
+    status, _, error = _step_row(lab, run_id, "version")
+    assert status == "failed"
+    assert f"the plan file of {MID_RUN_EDIT!r} changed during this run" in error, error
+    assert "its steps differ (added extra)" in error, error
+    write_plan(lab.plans_dir, admitted)
+
+
 def test_second_up_is_harmless(lab):
     before = lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0]
     pids = {name: lab.processes.pgid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS}
@@ -115,24 +189,6 @@ def test_second_up_is_harmless(lab):
     assert proc.returncode == 0, proc.stderr
     assert {name: lab.processes.pgid(f"airflow-{name}") for name in AIRFLOW_COMPONENTS} == pids
     assert lab.primary.query("SELECT count(*) FROM payments", dbname="wedsync")[0][0] == before
-
-
-def wait_for_dag(lab, headers, dag_id: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, f"{dag_id} never appeared"
-        time.sleep(1)
-
-
-def wait_for_run(lab, headers, dag_id: str, run_id: str, timeout: float = 300) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers,
-                          timeout=10).json()["state"]
-        if state in ("success", "failed"):
-            return state
-        time.sleep(1)
-    return "timeout"
 
 
 def test_backup_dag_then_asset_triggered_verification(lab, token):
@@ -159,28 +215,6 @@ def test_backup_dag_then_asset_triggered_verification(lab, token):
     runs = httpx.get(f"{lab.api_url}/api/v2/dags/dr_verify_backups/dagRuns", headers=headers, timeout=10).json()
     assert "asset_triggered" in {r["run_type"] for r in runs["dag_runs"]}
     assert list((lab.home / "backups" / "wedsync").rglob("*.drbk"))
-
-
-def catalog_rows(lab, sql: str, params: tuple = ()) -> list[tuple]:
-    return lab.control.query(sql, params, dbname="dr_catalog")
-
-
-def wait_until(check, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.5)
-
-
-def trigger(lab, headers, dag_id: str, reason: str) -> str:
-    wait_for_dag(lab, headers, dag_id)
-    resp = httpx.post(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns", headers=headers,
-                      json={"logical_date": None, "conf": {"reason": reason}}, timeout=30)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["dag_run_id"]
 
 
 def automated_runs(lab) -> list[tuple]:
@@ -317,34 +351,6 @@ def test_failover_plan_triggered_through_the_rest_api(lab, token):
     assert row == [("completed", lab.config.admin_user, 4)]
     assert list((lab.home / "mail").glob("*.eml"))
     assert "failover" in (lab.home / "webhooks.jsonl").read_text()
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def processes_of(lab) -> dict[int, str]:
-    """Every running process started with this lab's environment (DR_LAB_HOME): {pid: command line}."""
-    marker = f"DR_LAB_HOME={lab.home}".encode()
-    found = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in environ and running(int(entry)):
-            found[int(entry)] = command_line(int(entry))
-    return found
 
 
 def kill_scheduler_leader(lab) -> tuple[int, list[int]]:

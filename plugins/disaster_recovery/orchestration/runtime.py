@@ -12,7 +12,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from disaster_recovery.catalog.records import StepSpec
 from disaster_recovery.catalog.repository import Catalog, ConflictingExecution, catalog_from_connection
@@ -305,7 +305,7 @@ def run_step(plan: Plan, step_name: str, context, *, retries: int) -> dict:
                     unmet = "; ".join(r.message or f"{r.criterion}: {r.actual!r} {r.operator} {r.expected!r}"
                                       for r in results if not r.ok)
                     cat.update_step(execution_id, step_name, validation_results=checks, output_data=result.output)
-                    raise RuntimeError(f"success criteria not met: {unmet}")
+                    raise AirflowException(f"success criteria not met: {unmet}")  # retried like a failure
         except Exception as exc:
             will_retry = try_number <= retries
             found = getattr(exc, "output", None)

@@ -167,7 +167,10 @@ def load_plan_files(
             continue
         plans[plan.name] = plan
         sources[plan.name] = path
-        warnings += plan_warnings(plan, file=str(path), today=today or date.today())
+        try:
+            warnings += plan_warnings(plan, file=str(path), today=today or date.today())
+        except Exception as exc:  # noqa: BLE001 - advice must never cost a valid plan its DAG
+            warnings.append(PlanProblem(str(path), None, None, f"warnings could not be computed: {exc!r}"))
     return PlanSet(plans=plans, sources=sources, problems=problems, files=paths, warnings=warnings)
 
 
