@@ -87,12 +87,15 @@ def assert_left_nothing(target) -> None:
     ("empty", "no WAL is archived for source 'claims_empty'"),
 ])
 def test_no_archive_or_an_empty_one_is_refused_before_anything_is_written(env, label, reason):
+    source = env.sources[label].name
     record = take_backup(source=env.sources[label], catalog=env.catalog).record
+    before = backups_state(env.catalog, source, env.storage), storage_state(env.storage, f"{source}/")
     target = env.root / f"never-{label}"
     with pytest.raises(RestoreRefused, match=reason):
         restore_backup(record=record, key=env.key, point_in_time=moment(env.src), force_unverified=True,
                        destination=ClusterDestination(target, free_port()))
     assert_left_nothing(target)
+    assert (backups_state(env.catalog, source, env.storage), storage_state(env.storage, f"{source}/")) == before
     assert get_backup(env.catalog, record.id).verification_status == "pending"
 
 

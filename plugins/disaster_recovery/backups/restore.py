@@ -341,13 +341,17 @@ class _ClusterRestore(_Restore):
     def _unreachable(self, cluster: RestoredCluster) -> str:
         """Why recovery ran out of WAL before the point in time: a gap in the archive, or its end."""
         meta, source = self.record.metadata, self.record.data_source
-        storage, _ = backup_storage(self.record)
-        names = archived_files(storage, source)
-        where = meta.get("wal_archived_to") or storage.location(f"{source}/wal")
+        where = meta.get("wal_archived_to") or f"{source}/wal"
         last_commit = _log_line(cluster, _LAST_COMMIT)
         replayed = (f"; the last transaction replayed committed at {last_commit.split(_LAST_COMMIT, 1)[1]}"
                     if last_commit else "")
         wanted = f"before the point in time {self.point_in_time.isoformat()}{replayed}"
+        try:
+            storage, _ = backup_storage(self.record)
+            names = archived_files(storage, source)
+        except Exception as exc:  # the storage is unreachable now: say what is known
+            return (f"recovery from {self.record.describe()} ran out of WAL {wanted}; the archive of source "
+                    f"{source!r} ({where}) could not be listed to say why: {type(exc).__name__}: {exc}")
         # The backup holds its own WAL up to its stop segment; from there on recovery reads the archive.
         after = meta.get("stop_wal_file") or meta.get("start_wal_file")
         size = int(meta.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
