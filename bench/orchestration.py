@@ -1,10 +1,12 @@
 """Orchestration latency: REST trigger -> success of an 8-step no-op plan (dry run), on a lab of its own.
 
 A throwaway lab (its own home in the temp folder, free ports; never the user's .lab) whose plans folder
-($DR_PLANS_DIR) holds a copy of the shipped failover plan and `bench-noop-8`: eight validation and
-notification steps that change nothing (checks of the catalog, the lab's ports, the wedsync members; one
-webhook), three of them a parallel group, so ten tasks in eight levels. Each run is triggered through
-the REST API (conf dry_run true) and polled until it ends; measured from the client side, and broken down
+($DR_PLANS_DIR) holds a copy of the shipped failover plan and `bench-noop-8`: eight steps that change
+nothing and cost next to nothing (SELECT 1 on the catalog and on each wedsync member by connection, TCP and
+HTTP probes of the lab's ports, one webhook), three of them a parallel group, so ten tasks in eight levels.
+What is left is Airflow's and our runtime's own cost. The shipped failover plan's dry run is the
+realistic counterpart (its checks find the primary among the members first). Each run is triggered through
+the REST API (conf dry_run true) and waited for with the API's /wait; measured from the client side, broken down
 from the API's task instances and the catalog's step rows:
 
   trig>1st   POST sent -> first task instance scheduled (run created, its first scheduling loop)
@@ -83,18 +85,18 @@ steps:
     parallel_group: probes
     config:
       checks: [{{kind: tcp, host: 127.0.0.1, port: {smtp}}}]
-  - name: check_primary
+  - name: check_node1
     type: validation
     config:
-      checks: [{{kind: sql, cluster: wedsync, role: primary, query: SELECT NOT pg_is_in_recovery(), expected: true}}]
-  - name: check_standby
+      checks: [{{kind: sql, conn_id: wedsync_node1, query: SELECT 1, expected: 1}}]
+  - name: check_node2
     type: validation
     config:
-      checks: [{{kind: sql, cluster: wedsync, role: standby, query: SELECT pg_is_in_recovery(), expected: true}}]
-  - name: check_data
+      checks: [{{kind: sql, conn_id: wedsync_node2, query: SELECT 1, expected: 1}}]
+  - name: check_api
     type: validation
     config:
-      checks: [{{kind: sql, cluster: wedsync, role: primary, query: SELECT count(*) > 0 FROM weddings, expected: true}}]
+      checks: [{{kind: http, url: "http://127.0.0.1:{api}/api/v2/monitor/health"}}]
   - name: notify
     type: notification
     config:

@@ -82,18 +82,31 @@ FORKED_CHILD_READS_THE_CACHE = textwrap.dedent(
     child = os.read(read, 2).decode()
     os.waitpid(pid, 0)
     print(child, SecretCache.get_connection_uri("dr_catalog"))
+
+    # The task SDK's message decoder: built once, shared by every CommsDecoder, still decoding.
+    import socket
+    from airflow.sdk.execution_time.comms import CommsDecoder, ErrorResponse
+    from disaster_recovery.orchestration.executor import share_comms_decoder
+
+    assert share_comms_decoder()
+    ends = socket.socketpair()
+    first, second = CommsDecoder(log=None, socket=ends[0]), CommsDecoder(log=None, socket=ends[1])
+    assert first.body_decoder is second.body_decoder is first.err_decoder
+    decoded = first.body_decoder.validate_python({"type": "ErrorResponse", "error": "CONNECTION_NOT_FOUND", "detail": {}})
+    print(type(decoded).__name__)
     """
 )
 
 
-def test_forked_task_processes_share_the_cache_each_on_its_own_connection():
+def test_forked_task_processes_share_the_cache_and_the_decoder():
     """A connection saved by one process is read by a bare os.fork child, which talks to the cache over a
-    connection of its own, not its parent's socket; the parent's still works afterwards."""
+    connection of its own, not its parent's socket; the parent's still works afterwards. The shared
+    message decoder is one object for every CommsDecoder and decodes as pydantic's own does."""
     env = dict(os.environ, AIRFLOW__SECRETS__USE_CACHE="True", PYTHONPATH=str(REPO / "plugins"))
     proc = subprocess.run([sys.executable, "-c", FORKED_CHILD_READS_THE_CACHE], env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["ok", "postgres://u:p@127.0.0.1:5/dr_catalog"]
+    assert proc.stdout.split() == ["ok", "postgres://u:p@127.0.0.1:5/dr_catalog", "ErrorResponse"]
 
 
 def test_without_use_cache_there_is_no_shared_cache(monkeypatch):
