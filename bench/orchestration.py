@@ -14,25 +14,33 @@ from the API's task instances and the catalog's step rows:
              scheduling + queueing the next task)
   start      queued -> running, not overlapped by a running task (executor pick-up, process start)
   run        union of the tasks' start -> end (a task process: DAG parse, our runtime, the step, reporting)
-  finish     last task end -> the client seeing success (run state, one poll)
+  finish     last task end -> the client seeing success (run state, the /wait's next check)
+  lab cpu    CPU seconds the whole lab used during the run (all its processes); load1 the machine's
+             1-minute load average after it. The machine is shared: compare wall times at similar load,
+             CPU seconds at any.
 
 Configurations, in the same command: the no-op plan on the lab's LATENCY_SETTINGS (the target), the
 shipped failover plan (dry run) on them, and the no-op plan on Airflow's defaults (the baseline; the lab
 restarted with `latency_settings` off). One warm-up run each is printed but not counted.
 
-  .venv/bin/python bench/orchestration.py [--runs 5] [--no-baseline] [--keep]
+  .venv/bin/python bench/orchestration.py [--runs 5] [--no-baseline] [--keep] [--json FILE]
+
+Exit status 1 when the median trigger -> success of the no-op plan on the lab's settings is above 8 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -41,7 +49,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 import httpx  # noqa: E402
 
-from disaster_recovery.lab.stack import Lab  # noqa: E402
+from disaster_recovery.lab.stack import AIRFLOW_COMPONENTS, Lab  # noqa: E402
 
 NOOP = "bench-noop-8"
 FAILOVER = "wedsync-database-failover"
@@ -174,6 +182,35 @@ class Api:
         return {"dag_id": dag_id, "run_id": run_id, "sent": sent, "seen": seen, "run": run, "tis": tis}
 
 
+def lab_cpu(lab: Lab) -> Counter:
+    """CPU seconds used so far by each part of the lab: every process under its roots (the Airflow
+    components' groups, the sinks, each postmaster), its own time plus that of the children it reaped (so
+    a task process or a backend that ended between two readings is counted by its parent)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+            fields = text[text.rindex(")") + 2:].split()
+            stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / tick)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    stack = [(pid, name.removeprefix("airflow-")) for name in ("sinks", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS))
+             for pid in lab.processes.members(name)]
+    stack += [(pid, "postgres") for c in (lab.control, *lab.nodes.values()) if (pid := c.postmaster_pid())]
+    totals: Counter = Counter()
+    seen: set[int] = set()
+    while stack:
+        pid, name = stack.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        totals[name] += stats[pid][1]
+        stack += [(child, name) for child in children.get(pid, ())]
+    return totals
+
+
 def step_rows(lab: Lab, run_id: str) -> dict[str, tuple[float, float]]:
     """Catalog started_at/completed_at of each step of the run's execution (inside the task process)."""
     rows = lab.control.query(
@@ -214,8 +251,13 @@ def measure(lab: Lab, api: Api, *, label: str, plan: str, runs: int) -> list[dic
     api.wait_dag(dag_id)
     rows = []
     for number in range(runs + 1):  # run 0 warms up
-        row = analyse(lab, api.run(dag_id, f"bench/orchestration.py {label} run {number}"))
-        row |= {"config": label, "n": number}
+        before = lab_cpu(lab)
+        raw = api.run(dag_id, f"bench/orchestration.py {label} run {number}")
+        cpu = lab_cpu(lab)
+        cpu.subtract(before)
+        row = analyse(lab, raw)
+        row |= {"config": label, "n": number, "cpu": dict(cpu), "lab cpu": sum(cpu.values()),
+                "load1": os.getloadavg()[0]}
         print(f"  {label} run {number}{' (warm-up)' if number == 0 else ''}: {row['state']} "
               f"{row['total']:.2f} s", flush=True)
         if row["state"] != "success":
@@ -224,7 +266,8 @@ def measure(lab: Lab, api: Api, *, label: str, plan: str, runs: int) -> list[dic
     return rows
 
 
-COLUMNS = ("total", "trig>1st", "sched", "start", "run", "finish")
+COLUMNS = ("total", "trig>1st", "sched", "start", "run", "finish", "lab cpu", "load1")
+CPU_PARTS = ("scheduler", "api-server", "postgres", "triggerer", "dag-processor", "sinks")
 
 
 def print_runs(rows: list[dict]) -> None:
@@ -240,6 +283,16 @@ def print_summary(groups: dict[str, list[dict]]) -> None:
         counted = [r for r in rows if r["n"] > 0]
         for stat, fn in (("median", statistics.median), ("min", min), ("max", max)):
             print(f"{label:<22} {stat:>6} " + " ".join(f"{fn([r[c] for r in counted]):>9.2f}" for c in COLUMNS))
+
+
+def print_cpu(groups: dict[str, list[dict]]) -> None:
+    """Medians of the CPU seconds each part of the lab used per run (scheduler: with its executor's
+    workers, i.e. the task supervisors, and the task processes)."""
+    print(f"lab CPU seconds per run, medians: {'config':<18} " + " ".join(f"{c:>13}" for c in CPU_PARTS))
+    for label, rows in groups.items():
+        counted = [r for r in rows if r["n"] > 0]
+        print(f"{'':<34}{label:<18} " + " ".join(
+            f"{statistics.median(r['cpu'].get(c, 0.0) for r in counted):>13.2f}" for c in CPU_PARTS))
 
 
 def print_tasks(label: str, rows: list[dict]) -> None:
@@ -306,6 +359,8 @@ def main() -> int:
     print_runs([r for rows in groups.values() for r in rows])
     print()
     print_summary(groups)
+    print()
+    print_cpu(groups)
     for label, rows in groups.items():
         print()
         print_tasks(label, rows)
@@ -314,9 +369,12 @@ def main() -> int:
     extra = {label.replace(" ", "_").replace("-", ""): statistics.median([r["total"] for r in rows if r["n"] > 0])
              for label, rows in groups.items() if label != "noop-8 tuned"}
     print()
+    counted = [r for r in groups["noop-8 tuned"] if r["n"] > 0]
     print(f"orchestration: runs={len(tuned)} median_trigger_to_success_s={median:.2f} target_s={TARGET_S:.2f} "
           f"min_s={min(tuned):.2f} max_s={max(tuned):.2f} "
-          + " ".join(f"median_{k}_s={v:.2f}" for k, v in extra.items()))
+          + " ".join(f"median_{k}_s={v:.2f}" for k, v in extra.items())
+          + f" median_lab_cpu_s={statistics.median(r['lab cpu'] for r in counted):.2f}"
+          f" median_load1={statistics.median(r['load1'] for r in counted):.2f} cores={os.cpu_count()}")
     return 0 if median <= TARGET_S else 1
 
 
