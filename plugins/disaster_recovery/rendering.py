@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, TriggerRule
+from airflow.sdk import DAG, BaseOperator, Param, TriggerRule
 from airflow.sdk.definitions.param import ParamsDict
 
 from disaster_recovery.orchestration.operators import (
@@ -28,7 +28,7 @@ from disaster_recovery.orchestration.operators import (
     RollbackGateOperator,
     ValidateExecutionOperator,
 )
-from disaster_recovery.plans import Plan, PlanSet, format_duration, load_plan_files
+from disaster_recovery.plans import Plan, PlanSet, StepGraph, format_duration, load_plan_files
 from disaster_recovery.plans.loader import plan_files
 from disaster_recovery.steps.registry import implemented_step_types
 
@@ -43,7 +43,7 @@ def plans_dir() -> Path:
     return Path(os.environ.get("DR_PLANS_DIR") or REPO / "include" / "plans")
 
 
-def _doc_md(plan: Plan, source: Path | None) -> str:
+def _doc_md(plan: Plan, source: Path | None, graph: StepGraph) -> str:
     lines = [
         f"# Recovery plan `{plan.name}` (v{plan.version})",
         "",
@@ -58,9 +58,9 @@ def _doc_md(plan: Plan, source: Path | None) -> str:
         "| # | step | type | after | group | retries |",
         "|---|---|---|---|---|---|",
     ]
-    graph = plan.graph()
+    steps = {step.name: step for step in plan.steps}
     for i, name in enumerate(graph.order, 1):
-        step = plan.get_step(name)
+        step = steps[name]
         lines.append(
             f"| {i} | `{name}` | {step.type.value} | {', '.join(graph.upstream[name]) or '—'} | "
             f"{step.parallel_group or ''} | {step.retries} |"
@@ -69,9 +69,9 @@ def _doc_md(plan: Plan, source: Path | None) -> str:
 
 
 def _step_task(plan: Plan, step, *, rollback: bool) -> RecoveryStepOperator:
-    return RecoveryStepOperator(
+    return RecoveryStepOperator.for_step(
+        plan,
         task_id=step.name,
-        plan=plan,
         step_name=step.name,
         rollback=rollback,
         retries=step.retries,
@@ -111,6 +111,7 @@ def dag_config_defaults() -> dict[str, Any]:
 def render_plan(plan: Plan, *, source: Path | None = None, dag_defaults: dict[str, Any] | None = None) -> DAG:
     """The DAG of one valid plan."""
     tags = sorted({"disaster-recovery", "recovery-plan", plan.disaster_scenario.value, *plan.tags})
+    graph = plan.graph()
     with DAG(
         dag_id=plan.dag_id,
         description=(plan.description or f"Recovery plan {plan.name}")[:200],
@@ -119,49 +120,45 @@ def render_plan(plan: Plan, *, source: Path | None = None, dag_defaults: dict[st
         catchup=False,
         max_active_runs=1,
         tags=tags,
-        doc_md=_doc_md(plan, source),
+        doc_md=_doc_md(plan, source, graph),
         default_args={"retries": 0, "owner": "disaster-recovery"},
         render_template_as_native_obj=False,
         **(dag_defaults or {}),
     ) as dag:
-        validate = ValidateExecutionOperator(task_id=VALIDATE_TASK, plan=plan, retries=0, params=_run_params(plan))
-        finalize = FinalizeExecutionOperator(
-            task_id=FINALIZE_TASK, plan=plan, trigger_rule=TriggerRule.ALL_DONE, retries=1
+        validate = ValidateExecutionOperator.for_plan(
+            plan, task_id=VALIDATE_TASK, retries=0, params=_run_params(plan)
+        )
+        finalize = FinalizeExecutionOperator.for_plan(
+            plan, task_id=FINALIZE_TASK, trigger_rule=TriggerRule.ALL_DONE, retries=1
         )
         tasks = {step.name: _step_task(plan, step, rollback=False) for step in plan.steps}
-        graph = plan.graph()
-        for name in graph.order:
-            ups = graph.upstream[name]
-            if ups:
-                for up in ups:
-                    tasks[up] >> tasks[name]
-            else:
-                validate >> tasks[name]
-        for leaf in graph.leaves:
-            tasks[leaf] >> finalize
-        validate >> finalize
+        # One set_upstream per task rather than one `>>` per edge: Airflow hashes the DAG of every task an
+        # edge call touches (DAG.__hash__ walks the DAG's attributes and task ids), so the edges cost
+        # per call and per task named, and a plan file renders thousands of them.
+        _link(tasks, graph, entry=validate)
+        finalize.set_upstream([*(tasks[leaf] for leaf in graph.leaves), validate])
         if plan.rollback_steps:
-            gate = RollbackGateOperator(
-                task_id=ROLLBACK_GATE_TASK, plan=plan, trigger_rule=TriggerRule.ALL_DONE, retries=0
+            gate = RollbackGateOperator.for_plan(
+                plan, task_id=ROLLBACK_GATE_TASK, trigger_rule=TriggerRule.ALL_DONE, retries=0
             )
-            for name in graph.order:
-                tasks[name] >> gate
+            gate.set_upstream([tasks[name] for name in graph.order])
             rollback_tasks = {s.name: _step_task(plan, s, rollback=True) for s in plan.rollback_steps}
             rgraph = plan.rollback_graph()
-            for name in rgraph.order:
-                for up in rgraph.upstream[name] or ():
-                    rollback_tasks[up] >> rollback_tasks[name]
-                if not rgraph.upstream[name]:
-                    gate >> rollback_tasks[name]
-            for leaf in rgraph.leaves:
-                rollback_tasks[leaf] >> finalize
-            gate >> finalize
+            _link(rollback_tasks, rgraph, entry=gate)
+            finalize.set_upstream([*(rollback_tasks[leaf] for leaf in rgraph.leaves), gate])
     # The run's parameters belong to the DAG (the trigger form) and to validate_execution, which records
     # them; the other tasks read them from the run (runtime.run_info). They are set on the DAG only now:
     # Airflow deep-copies a DAG's params into every task it builds and validates each copy's schema
     # again when serialising, which for 1000 plans cost more than all the rest of the DAG processing.
     dag.params = ParamsDict(_run_params(plan))
     return dag
+
+
+def _link(tasks: dict[str, RecoveryStepOperator], graph: StepGraph, *, entry: BaseOperator) -> None:
+    """Each step task after its upstream steps; a step with none after ``entry``."""
+    for name in graph.order:
+        ups = graph.upstream[name]
+        tasks[name].set_upstream([tasks[up] for up in ups] if ups else entry)
 
 
 def load_valid_plans(files: Iterable[Path]) -> PlanSet:
