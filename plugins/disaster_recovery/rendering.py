@@ -29,7 +29,7 @@ from disaster_recovery.orchestration.operators import (
     ValidateExecutionOperator,
 )
 from disaster_recovery.plans import Plan, PlanSet, StepGraph, format_duration, load_plan_files
-from disaster_recovery.plans.loader import plan_files
+from disaster_recovery.plans.loader import plan_files, skipped_file_problems
 from disaster_recovery.steps.registry import implemented_step_types
 
 DAG_ID_PREFIX = "dr_plan__"
@@ -203,8 +203,10 @@ def build_dags(directory: Path | None = None, *, only_dag_id: str | None = None)
 
 
 def plan_problems(directory: Path | None = None) -> list[str]:
-    """One line per problem of the folder's plans (file, step, field), for Airflow's import errors."""
+    """One line per problem of the folder's plans (file, step, field), and one per file of the folder that
+    is not read as a plan (``x.YAML``), for Airflow's import errors."""
     directory = directory or plans_dir()
     if not directory.is_dir():
         return [f"{directory}: the plans folder does not exist (set DR_PLANS_DIR)"]
-    return [str(p) for p in load_valid_plans(plan_files(directory)).problems]
+    lines = [str(p) for p in load_valid_plans(plan_files(directory)).problems]
+    return lines + [str(p) for p in skipped_file_problems(directory)]
