@@ -8,6 +8,9 @@ Shape of a rendered plan `x` (DAG `dr_plan__x`):
 
 `finalize_execution` runs whatever happened (all_done), writes the outcome and fails the run unless the
 execution completed, so the DAG run's state agrees with the catalog.
+
+The folder's plans are read and judged once per content: `parse_cache` keeps the result on local disk
+for the other DAG file and the next dag-processor cycle (bench/parse_plans.py measures it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from disaster_recovery.orchestration.operators import (
     RollbackGateOperator,
     ValidateExecutionOperator,
 )
+from disaster_recovery.parse_cache import cached_plan_set, cached_problem_lines
 from disaster_recovery.plans import Plan, PlanSet, StepGraph, format_duration, load_plan_files
 from disaster_recovery.plans.loader import plan_files, skipped_file_problems
 from disaster_recovery.steps.registry import implemented_step_types
@@ -165,6 +169,11 @@ def load_valid_plans(files: Iterable[Path]) -> PlanSet:
     return load_plan_files(files, implemented_step_types=implemented_step_types())
 
 
+def _judged_by() -> tuple[str]:
+    """What validation depends on besides the files and the code (parse_cache's key)."""
+    return (",".join(sorted(implemented_step_types())),)
+
+
 def build_dags(directory: Path | None = None, *, only_dag_id: str | None = None) -> dict[str, DAG]:
     """Every valid plan of the folder as a DAG (invalid ones are reported by `plan_problems`).
 
@@ -188,7 +197,7 @@ def build_dags(directory: Path | None = None, *, only_dag_id: str | None = None)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        plan_set = load_valid_plans(files)
+        plan_set = cached_plan_set(directory, files, load_valid_plans, extra=_judged_by())
         defaults = dag_config_defaults()
         dags = {
             plan.dag_id: render_plan(plan, source=plan_set.sources[name], dag_defaults=defaults)
@@ -208,5 +217,5 @@ def plan_problems(directory: Path | None = None) -> list[str]:
     directory = directory or plans_dir()
     if not directory.is_dir():
         return [f"{directory}: the plans folder does not exist (set DR_PLANS_DIR)"]
-    lines = [str(p) for p in load_valid_plans(plan_files(directory)).problems]
+    lines = cached_problem_lines(directory, plan_files(directory), load_valid_plans, extra=_judged_by())
     return lines + [str(p) for p in skipped_file_problems(directory)]
