@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import threading
@@ -222,6 +223,21 @@ def test_the_pickle_is_only_read_after_its_key_matches(plans, tmp_path):
     assert isinstance(pickle.loads(body), parse_cache.PlanSet)
     cache = parse_cache.PlansCache(tmp_path / "cache", plans)
     assert cache.plan_set("not-the-key") is None
+
+
+def test_dags_built_in_a_frozen_heap_join_it_and_elsewhere_nothing_is_frozen(plans):
+    if gc.get_freeze_count():
+        pytest.skip("this test process already runs with a frozen heap")
+    rendering.build_dags(plans)
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    gc.freeze()  # as Airflow's dag-processor manager does before it forks the parsing processes
+    try:
+        frozen = gc.get_freeze_count()
+        dags = rendering.build_dags(plans)
+        assert gc.get_freeze_count() > frozen and gc.isenabled()
+        assert dags.keys() == {"dr_plan__a"}
+    finally:
+        gc.unfreeze()
 
 
 def test_through_airflow_the_warm_cycle_reports_and_builds_what_the_cold_one_did(plans, loads, monkeypatch):
