@@ -271,8 +271,8 @@ class Sweeper:
         data_dir = str(cluster.data_dir)
         if not self.owns(data_dir):
             self.outside.add(data_dir)
-        elif self.record.clusters.get(data_dir) != cluster.port:
-            self.record.clusters[data_dir] = cluster.port
+        elif data_dir not in self.record.clusters or (cluster.port and not self.record.clusters[data_dir]):
+            self.record.clusters[data_dir] = cluster.port  # (host control makes port-0 handles of members)
             self.save()
 
     def add_server_memory(self, cluster) -> None:

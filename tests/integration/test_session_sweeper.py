@@ -85,24 +85,27 @@ def test_the_next_session_clears_what_a_killed_one_left(tmp_path, control_cluste
         cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     left = _wait_for(ready, proc)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
-    proc.stdout.close()
-
-    # What the kill left: a running server, a dead one's shared memory, a process, the folders, the record.
-    assert alive(left["postmaster"]) and alive(left["stray"])
-    assert all((ipc.SHM / name).exists() for name in left["crashed_shm"])
-    assert left["crashed_sysv"] in ipc.sysv_segments()
-    assert Path(left["session_dir"]).is_dir() and (Path(left["scratch_dir"]) / "dr-verify-left").is_dir()
-    record = SessionRecord(**json.loads((REGISTRY / f"{left['pid']}.json").read_text()))
-    assert left["running"] in record.clusters and not record.owner_alive()
-
     bystander = _bystander()
+    done = None
     try:
+        # Under the registry's lock, so that no other session starting meanwhile clears the dead one first.
         with registry_lock():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            proc.stdout.close()
+            # What the kill left: a running server, a dead one's shared memory, a process, the folders, the record.
+            assert alive(left["postmaster"]) and alive(left["stray"])
+            assert all((ipc.SHM / name).exists() for name in left["crashed_shm"])
+            assert left["crashed_sysv"] in ipc.sysv_segments()
+            assert Path(left["session_dir"]).is_dir() and (Path(left["scratch_dir"]) / "dr-verify-left").is_dir()
+            record = SessionRecord(**json.loads((REGISTRY / f"{left['pid']}.json").read_text()))
+            assert left["running"] in record.clusters and not record.owner_alive()
             done = sweep_dead_sessions()
         assert bystander.query("SELECT 1") == [(1,)]  # in no session's folders: never touched
     finally:
+        if done is None:  # an assertion failed first: still leave nothing behind
+            with registry_lock():
+                sweep_dead_sessions()
         bystander.destroy()
         shutil.rmtree(bystander.data_dir.parent, ignore_errors=True)
 
