@@ -43,7 +43,7 @@ SESSION_DIR.chmod(0o755)
 def _scratch_dir() -> Path:
     """Scratch restores in RAM as in production (/dev/shm, when it has room), in a folder of this session."""
     if not OWNER:
-        return Path(os.environ["DR_SCRATCH_DIR"])
+        return Path(os.environ.get("DR_SCRATCH_DIR") or SESSION_DIR / "scratch")
     try:
         shm = os.statvfs("/dev/shm")
         if shm.f_bavail * shm.f_frsize > 4 * 2**30 and os.access("/dev/shm", os.W_OK):
