@@ -34,6 +34,13 @@ def _postmaster(data_dir: str) -> int | None:
     return pid if alive(pid) and _cwd(pid) == data_dir else None
 
 
+def _started_by(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def listening_ports(pid: int) -> list[str]:
     """TCP ports process ``pid`` listens on (its socket inodes matched against /proc/net/tcp and tcp6)."""
     inodes = set()
@@ -72,8 +79,8 @@ def leftovers(sweeper: Sweeper, *, held: set[Path], scratch: Path, temp: Path, f
     for data_dir in sorted(record.clusters):
         if data_dir not in held_dirs and (pid := _postmaster(data_dir)):
             found.append(f"cluster {data_dir} (port {record.clusters[data_dir]}) still runs: postmaster {pid}")
-    for data_dir in sorted(sweeper.outside):
-        if (pid := _postmaster(data_dir)):
+    for data_dir in sorted(sweeper.outside):  # e.g. a lab's: ours only if this session started its server
+        if (pid := _postmaster(data_dir)) and _started_by(pid, record.marker):
             found.append(f"cluster {data_dir}, made outside the session's folders, still runs: postmaster {pid}")
     for pid, command in sorted(processes_of(record, spare=spare).items()):
         found.append(f"process {pid} of this session still runs: {command}")
