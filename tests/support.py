@@ -18,14 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from disaster_recovery.postgres.cluster import (
-    LocalCluster,
-    create_standby,
-    free_port,
-    on_cluster_created,
-    on_cluster_started,
-    wait_streaming,
-)
+from disaster_recovery.postgres.cluster import LocalCluster, create_standby, free_port, wait_streaming
+from disaster_recovery.postgres.hooks import on_cluster_created, on_cluster_started
 from tests.sweeper import Sweeper
 
 REPO = Path(__file__).resolve().parents[1]

@@ -130,15 +130,7 @@ def stop_server(data_dir: str) -> list[str]:
             run_server_command([str(pg_bindir() / "pg_ctl"), "-D", data_dir, "-m", "immediate", "-w", "-t", "20",
                                 "stop"], check=False, timeout=30)
         done.append(f"stopped the postmaster {pid} of {data_dir}")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        left = [p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if _cwd(p) == str(path) and alive(p)]
-        if not left:
-            break
-        for p in left:
-            with contextlib.suppress(OSError):
-                os.kill(p, signal.SIGKILL)
-        time.sleep(0.05)
+    ipc.end_processes_in(path)
     released = ipc.release_server_ipc(path)
     if released:
         done.append(f"released {', '.join(released)} of {data_dir}")

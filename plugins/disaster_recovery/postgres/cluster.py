@@ -17,13 +17,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
 
-from disaster_recovery.postgres.ipc import release_server_ipc
+from disaster_recovery.postgres import hooks
+from disaster_recovery.postgres.ipc import end_processes_in, release_server_ipc
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found. Install them with: "
@@ -31,19 +31,6 @@ INSTALL_HINT = (
 )
 SERVER_OS_USER = "postgres"
 FENCE_MARKER = "dr_fence.json"  # see disaster_recovery.clusters.state
-_CREATED_HOOKS: list[Callable[[LocalCluster], None]] = []
-_STARTED_HOOKS: list[Callable[[LocalCluster], None]] = []
-
-
-def on_cluster_created(hook: Callable[[LocalCluster], None]) -> None:
-    """Call ``hook(cluster)`` for every LocalCluster (restored and scratch ones included) made in this process
-    from now on: the test session registers what it must clean up even if a test forgets it."""
-    _CREATED_HOOKS.append(hook)
-
-
-def on_cluster_started(hook: Callable[[LocalCluster], None]) -> None:
-    """Call ``hook(cluster)`` whenever ``LocalCluster.start`` has started a server in this process."""
-    _STARTED_HOOKS.append(hook)
 
 
 class ClusterError(RuntimeError):
@@ -154,8 +141,7 @@ class LocalCluster:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).absolute()
         self.bindir = Path(self.bindir)
-        for hook in _CREATED_HOOKS:
-            hook(self)
+        hooks.created(self)
 
     # -- paths --------------------------------------------------------------------------------------
     @property
@@ -268,8 +254,7 @@ class LocalCluster:
             ],
             timeout=timeout + 10,
         )
-        for hook in _STARTED_HOOKS:
-            hook(self)
+        hooks.started(self)
 
     def stop(self, *, mode: str = "fast", timeout: float = 60) -> None:
         if not self.exists() or not self.is_running():
@@ -309,30 +294,14 @@ class LocalCluster:
                 pass
             time.sleep(0.05)
 
-    def server_processes(self) -> list[int]:
-        """Live processes working in this data directory: the postmaster and its children, or the backends a
-        killed postmaster left behind."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{entry}/cwd") == str(self.data_dir) and pid_alive(int(entry)):
-                        found.append(int(entry))
-        return found
-
     def destroy(self) -> None:
-        """Stop (or kill) the cluster, end what a killed postmaster left running, release the shared memory it
-        left behind (see postgres.ipc) and remove its folders."""
+        """Stop (or kill) the cluster, end the backends a killed postmaster left running and release the shared
+        memory it left behind (see postgres.ipc), and remove its folders."""
         with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
             self.stop(mode="immediate", timeout=20)
         if self.postmaster_pid() and self.is_running():
             self.kill()
-        deadline = time.monotonic() + 10
-        while (left := self.server_processes()) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
+        end_processes_in(self.data_dir)
         release_server_ipc(self.data_dir)
         for path in (self.data_dir, self.socket_dir):
             shutil.rmtree(path, ignore_errors=True)

@@ -1,7 +1,8 @@
-"""Shared memory a PostgreSQL server leaves behind when it dies without shutting down, and its removal.
+"""What a PostgreSQL server leaves behind when it dies without shutting down, and its removal.
 
 A server that shuts down (any ``pg_ctl stop`` mode) removes its own. One that is SIGKILLed (a crash drill, a
-fence, a killed test run) leaves, until the same data directory is started again:
+fence, a killed test run) leaves backends that have not noticed yet (`end_processes_in`) and, until the same
+data directory is started again:
 
 - its System V header segment (56 bytes; ``postmaster.pid`` line 7 holds its key and id), which names
 - its dynamic shared memory control segment ``/dev/shm/PostgreSQL.<handle>``, which lists
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import struct
 import time
 from dataclasses import dataclass
@@ -49,6 +51,27 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(") ", 1)[1][:1] != "Z"
     except OSError:
         return False
+
+
+def processes_in(data_dir: Path) -> list[int]:
+    """Live processes working in ``data_dir``: its postmaster and children, or backends a killed one left."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/cwd") == str(data_dir) and _alive(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+def end_processes_in(data_dir: Path, *, timeout: float = 10) -> None:
+    """SIGKILL whatever still works in ``data_dir`` (call it once its postmaster is stopped or dead)."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_in(Path(data_dir))) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def sysv_segments() -> dict[int, SysvSegment]:
