@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,8 @@ from disaster_recovery.orchestration.operators import (
     ValidateExecutionOperator,
 )
 from disaster_recovery.parse_cache import cached_plan_set, cached_problem_lines
-from disaster_recovery.plans import Plan, PlanSet, StepGraph, format_duration, load_plan_files
+from disaster_recovery.plans import Plan, PlanProblem, PlanSet, StepGraph, format_duration, load_plan_files
+from disaster_recovery.plans.bounds import MAX_FILE_BYTES
 from disaster_recovery.plans.loader import plan_files, skipped_file_problems
 from disaster_recovery.steps.registry import implemented_step_types
 
@@ -42,13 +43,19 @@ REPO = Path(__file__).resolve().parents[2]
 VALIDATE_TASK = "validate_execution"
 FINALIZE_TASK = "finalize_execution"
 ROLLBACK_GATE_TASK = "rollback_gate"
+MAX_ACTIVE_RUNS = 16
+
+
+def _warnings_of(plan_set: PlanSet, name: str) -> list[PlanProblem]:
+    source = str(plan_set.sources[name])
+    return [w for w in plan_set.warnings if w.file == source]
 
 
 def plans_dir() -> Path:
     return Path(os.environ.get("DR_PLANS_DIR") or REPO / "include" / "plans")
 
 
-def _doc_md(plan: Plan, source: Path | None, graph: StepGraph) -> str:
+def _doc_md(plan: Plan, source: Path | None, graph: StepGraph, warnings: Sequence[PlanProblem] = ()) -> str:
     lines = [
         f"# Recovery plan `{plan.name}` (v{plan.version})",
         "",
@@ -70,6 +77,9 @@ def _doc_md(plan: Plan, source: Path | None, graph: StepGraph) -> str:
             f"| {i} | `{name}` | {step.type.value} | {', '.join(graph.upstream[name]) or '—'} | "
             f"{step.parallel_group or ''} | {step.retries} |"
         )
+    if warnings:
+        lines += ["", "## Warnings (`plans validate` prints them too)", ""]
+        lines += [f"- {str(w).removeprefix(f'{w.file}: ')}" for w in warnings]
     return "\n".join(lines)
 
 
@@ -98,6 +108,11 @@ def _run_params(plan: Plan) -> dict[str, Param]:
         ),
         "trigger_type": Param("manual", enum=["manual", "automated", "scheduled", "alert_based"]),
         "dry_run": Param(False, type="boolean", description="check preconditions, change nothing"),
+        "allow_duplicate": Param(
+            False, type="boolean",
+            description="run even if an execution of this plan was running when this run was triggered "
+            "(never while one still runs); off: such a run is refused as its duplicate",
+        ),
     }
 
 
@@ -113,8 +128,14 @@ def dag_config_defaults() -> dict[str, Any]:
     }
 
 
-def render_plan(plan: Plan, *, source: Path | None = None, dag_defaults: dict[str, Any] | None = None) -> DAG:
-    """The DAG of one valid plan."""
+def render_plan(
+    plan: Plan,
+    *,
+    source: Path | None = None,
+    dag_defaults: dict[str, Any] | None = None,
+    warnings: Sequence[PlanProblem] = (),
+) -> DAG:
+    """The DAG of one valid plan (its warnings, if any, in the DAG's documentation)."""
     tags = sorted({"disaster-recovery", "recovery-plan", plan.disaster_scenario.value, *plan.tags})
     graph = plan.graph()
     with DAG(
@@ -123,9 +144,11 @@ def render_plan(plan: Plan, *, source: Path | None = None, dag_defaults: dict[st
         schedule=None,
         start_date=datetime(2024, 1, 1),
         catchup=False,
-        max_active_runs=1,
+        # Simultaneous triggers all start, so validate_execution refuses the duplicates at once (one
+        # execution per plan is the catalog's rule, under the plan's lock) instead of queueing them.
+        max_active_runs=MAX_ACTIVE_RUNS,
         tags=tags,
-        doc_md=_doc_md(plan, source, graph),
+        doc_md=_doc_md(plan, source, graph, warnings),
         default_args={"retries": 0, "owner": "disaster-recovery"},
         render_template_as_native_obj=False,
         **(dag_defaults or {}),
@@ -200,30 +223,66 @@ def _collector_paused() -> Iterator[None]:
 def build_dags(directory: Path | None = None, *, only_dag_id: str | None = None) -> dict[str, DAG]:
     """Every valid plan of the folder as a DAG (invalid ones are reported by `plan_problems`).
 
-    With ``only_dag_id`` (a task's process, from get_parsing_context) just that plan's file is read when
-    its file is named after the plan, as the plans in this repository are.
+    With ``only_dag_id`` (a task's process, from get_parsing_context) just that DAG is built (see
+    `_build_one`).
     """
     directory = directory or plans_dir()
     if not directory.is_dir():
         return {}
     files = plan_files(directory)
     if only_dag_id and only_dag_id.startswith(DAG_ID_PREFIX):
-        name = only_dag_id[len(DAG_ID_PREFIX):]
-        named = [f for f in files if f.stem == name]
-        if named:
-            plan_set = load_valid_plans(named)
-            if name in plan_set.plans:
-                return {only_dag_id: render_plan(plan_set.plans[name], source=plan_set.sources[name])}
+        dag = _build_one(directory, files, only_dag_id[len(DAG_ID_PREFIX):])
+        if dag is not None:
+            return {only_dag_id: dag}
     with _collector_paused():
         plan_set = cached_plan_set(directory, files, load_valid_plans, extra=_judged_by())
         defaults = dag_config_defaults()
         dags = {
-            plan.dag_id: render_plan(plan, source=plan_set.sources[name], dag_defaults=defaults)
+            plan.dag_id: render_plan(plan, source=plan_set.sources[name], dag_defaults=defaults,
+                                     warnings=_warnings_of(plan_set, name))
             for name, plan in plan_set.plans.items()
         }
     if only_dag_id and only_dag_id in dags:
         return {only_dag_id: dags[only_dag_id]}
     return dags
+
+
+def _build_one(directory: Path, files: Sequence[Path], name: str) -> DAG | None:
+    """The DAG of plan ``name`` alone, or None when the folder has no such valid plan.
+
+    Its file is read alone when it is named after the plan and no file before it (in path order) can
+    hold a plan of that name: the loader keeps the first valid holder of a name, so a later file named
+    after the plan is not necessarily the one deployed. Otherwise the folder's plans (parse_cache) say
+    where the plan comes from, and only its DAG is rendered.
+    """
+    named = next((f for f in files if f.stem == name), None)
+    if named is not None and not _may_hold_before(name, named, files):
+        plan_set = load_valid_plans([named])
+        if name in plan_set.plans:
+            return render_plan(plan_set.plans[name], source=plan_set.sources[name],
+                               warnings=_warnings_of(plan_set, name))
+    plan_set = cached_plan_set(directory, files, load_valid_plans, extra=_judged_by())
+    if name not in plan_set.plans:
+        return None
+    return render_plan(plan_set.plans[name], source=plan_set.sources[name], warnings=_warnings_of(plan_set, name))
+
+
+def _may_hold_before(name: str, file: Path, files: Sequence[Path]) -> bool:
+    """Whether a file before ``file`` may hold a valid plan called ``name``. YAML spells a plan name as
+    its own text (plain, quoted, anchored or merged) unless a double-quoted escape writes some of it, so
+    a file holding neither the name nor a backslash cannot hold it; nor can one the loader refuses unread."""
+    needle = name.encode()
+    for other in files:
+        if other == file:
+            return False
+        try:
+            with open(other, "rb") as handle:
+                content = handle.read(MAX_FILE_BYTES + 1)
+        except OSError:
+            continue
+        if len(content) <= MAX_FILE_BYTES and (needle in content or b"\\" in content):
+            return True
+    return False
 
 
 def plan_problems(directory: Path | None = None) -> list[str]:

@@ -61,3 +61,16 @@ def test_a_file_the_loader_skips_is_an_import_error_not_silence(tmp_path, monkey
     (tmp_path / EXAMPLE_PLAN.name).write_text(GOOD, encoding="utf-8")
     (tmp_path / name).write_text(_as_other_plan(GOOD), encoding="utf-8")
     assert "not read" in _check(_bag(tmp_path, monkeypatch), name)
+
+
+@pytest.mark.timeout(120)
+def test_a_valid_but_questionable_plan_is_deployed_with_its_warnings_in_the_dag_doc(tmp_path, monkeypatch):
+    (tmp_path / EXAMPLE_PLAN.name).write_text(GOOD, encoding="utf-8")
+    (tmp_path / "odd.yaml").write_text(_as_other_plan(GOOD).replace("rpo: 1m", "rpo: 1h"), encoding="utf-8")
+    bag = _bag(tmp_path, monkeypatch)
+    assert bag.import_errors == {}
+    doc = bag.dags["dr_plan__hostile-plan"].doc_md
+    assert "## Warnings" in doc
+    assert "field 'objectives.rpo': the RPO (1h) is larger than the RTO (15m)" in doc
+    assert "## Warnings" not in bag.dags[PRODUCTION].doc_md
+    assert bag.dags[PRODUCTION].max_active_runs > 1  # duplicates are refused at once, not queued

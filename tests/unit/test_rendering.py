@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk import TriggerRule
 
 from disaster_recovery.plans import parse_plan
-from disaster_recovery.rendering import build_dags, plan_problems, render_plan
+from disaster_recovery.rendering import MAX_ACTIVE_RUNS, build_dags, plan_problems, render_plan
 
 
 def sql_step(name: str, **extra) -> dict:
@@ -52,7 +52,7 @@ def test_sequential_steps_keep_plan_order():
     assert topological(dag) == ["validate_execution", "a", "b", "c", "finalize_execution"]
     assert upstream(dag)["finalize_execution"] == {"c", "validate_execution"}
     assert dag.task_dict["finalize_execution"].trigger_rule == TriggerRule.ALL_DONE
-    assert dag.max_active_runs == 1 and dag.schedule is None
+    assert dag.max_active_runs == MAX_ACTIVE_RUNS and dag.schedule is None
     assert {"disaster-recovery", "recovery-plan", "hardware_failure"} <= set(dag.tags)
     assert set(dag.params.keys()) >= {"reason", "execution_mode", "trigger_type", "dry_run"}
 
