@@ -401,9 +401,8 @@ class Lab:
         raise RuntimeError(f"Airflow did not become healthy in {timeout}s: {last}")
 
     def _warm_execution_api(self, timeout: float) -> None:
-        """Make the api-server build its task execution API now. It does so on the first /execution/
-        request, which took 4-17 s here (2 cores; more under load): without this, the first task after a
-        start (the first failover's) waited that long in its start call, and its client retried."""
+        """The api-server builds its task execution API on the first /execution/ request: 4-17 s here. Do
+        it now, not in the first task after a start (the first failover's), whose start call waited."""
         try:
             with urllib.request.urlopen(f"{self.api_url}/execution/health", timeout=max(timeout, 30)) as resp:
                 resp.read()
