@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -271,7 +272,7 @@ def _may_hold_before(name: str, file: Path, files: Sequence[Path]) -> bool:
     """Whether a file before ``file`` may hold a valid plan called ``name``. YAML spells a plan name as
     its own text (plain, quoted, anchored or merged) unless a double-quoted escape writes some of it, so
     a file holding neither the name nor a backslash cannot hold it; nor can one the loader refuses unread."""
-    needle = name.encode()
+    spelled = re.compile(rb"(?<![\w-])" + re.escape(name.encode()) + rb"(?![\w-])|\\")
     for other in files:
         if other == file:
             return False
@@ -280,7 +281,7 @@ def _may_hold_before(name: str, file: Path, files: Sequence[Path]) -> bool:
                 content = handle.read(MAX_FILE_BYTES + 1)
         except OSError:
             continue
-        if len(content) <= MAX_FILE_BYTES and (needle in content or b"\\" in content):
+        if len(content) <= MAX_FILE_BYTES and spelled.search(content):
             return True
     return False
 
