@@ -238,9 +238,12 @@ def build_dags(directory: Path | None = None, *, only_dag_id: str | None = None)
     with _collector_paused():
         plan_set = cached_plan_set(directory, files, load_valid_plans, extra=_judged_by())
         defaults = dag_config_defaults()
+        warnings: dict[str, list[PlanProblem]] = {}  # by file, once: every plan may have one
+        for warning in plan_set.warnings:
+            warnings.setdefault(warning.file, []).append(warning)
         dags = {
             plan.dag_id: render_plan(plan, source=plan_set.sources[name], dag_defaults=defaults,
-                                     warnings=_warnings_of(plan_set, name))
+                                     warnings=warnings.get(str(plan_set.sources[name]), ()))
             for name, plan in plan_set.plans.items()
         }
     if only_dag_id and only_dag_id in dags:
