@@ -2,8 +2,9 @@
 per problem, naming the file, the plan or source, the step and the field), while recovery_plans.py and
 backups.py build the valid ones.
 
-This file defines no DAG; it only validates. Airflow shows its error in the UI's import-errors list,
-`airflow dags list-import-errors` and GET /api/v2/importErrors.
+This file defines no DAG; it only validates (the plans once per content: disaster_recovery.parse_cache
+keeps their problem lines for the next cycle, and recovery_plans.py's parse stores them too). Airflow
+shows its error in the UI's import-errors list, `airflow dags list-import-errors` and GET /api/v2/importErrors.
 """
 
 from airflow.sdk import get_parsing_context
