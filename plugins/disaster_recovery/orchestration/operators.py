@@ -51,9 +51,9 @@ class ValidateExecutionOperator(_PlanOperator):
     ui_color = "#fff3cd"
 
     def execute(self, context) -> str:
-        from disaster_recovery.orchestration import runtime
+        from disaster_recovery.orchestration import validate
 
-        return runtime.validate_and_open(self.plan, context)
+        return validate.validate_and_open(self.plan, context)
 
 
 class RecoveryStepOperator(_PlanOperator):
@@ -93,9 +93,9 @@ class FinalizeExecutionOperator(_PlanOperator):
     ui_color = "#d4edda"
 
     def execute(self, context) -> dict:
-        from disaster_recovery.orchestration import runtime
+        from disaster_recovery.orchestration import finalize
 
-        return runtime.finalize(self.plan, context)
+        return finalize.finalize(self.plan, context)
 
 
 class HealthMonitorOperator(BaseOperator):
