@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from disaster_recovery.plans.problems import PlanValidationError, problems_from_validation_error
-from disaster_recovery.plans.yaml_reader import read_yaml_file
+from disaster_recovery.plans.reading.problems import PlanValidationError, problems_from_validation_error
+from disaster_recovery.plans.reading.yaml_reader import read_yaml_file
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
 

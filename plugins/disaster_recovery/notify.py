@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from disaster_recovery.connections import http_target, redact_url
-from disaster_recovery.plans.channels import EmailChannel, WebhookChannel
-from disaster_recovery.plans.templates import render_template, render_templates
+from disaster_recovery.plans.language.channels import EmailChannel, WebhookChannel
+from disaster_recovery.plans.rules.templates import render_template, render_templates
 
 log = logging.getLogger("disaster_recovery.notify")
 

@@ -45,7 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from disaster_recovery.plans import PlanSet
-from disaster_recovery.plans.bounds import MAX_FILE_BYTES
+from disaster_recovery.plans.reading.bounds import MAX_FILE_BYTES
 
 FORMAT = 1
 """Bump when the entries' layout changes (the code digest changes anyway when any source does)."""

@@ -35,8 +35,8 @@ from disaster_recovery.orchestration.operators import (
 )
 from disaster_recovery.parse_cache import cached_plan_set, cached_problem_lines
 from disaster_recovery.plans import Plan, PlanProblem, PlanSet, StepGraph, format_duration, load_plan_files
-from disaster_recovery.plans.bounds import MAX_FILE_BYTES
-from disaster_recovery.plans.loader import plan_files, skipped_file_problems
+from disaster_recovery.plans.reading.bounds import MAX_FILE_BYTES
+from disaster_recovery.plans.reading.loader import plan_files, skipped_file_problems
 from disaster_recovery.steps.registry import implemented_step_types
 
 DAG_ID_PREFIX = "dr_plan__"

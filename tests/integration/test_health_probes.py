@@ -27,7 +27,7 @@ from disaster_recovery.health.criteria import evaluate_failover_criteria
 from disaster_recovery.health.evaluation import ProbeObservation, ServiceHistory, evaluate
 from disaster_recovery.health.probes import ConnectionCache, airflow_connection, probe_http_client, probe_service
 from disaster_recovery.health.services import Service
-from disaster_recovery.plans.criteria_models import FailoverCriteria
+from disaster_recovery.plans.language.criteria_models import FailoverCriteria
 from tests.support import SESSION_DIR, drop_cluster, make_cluster, make_pair
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from disaster_recovery.notify import send_notice
-from disaster_recovery.plans.channels import WebhookChannel
+from disaster_recovery.plans.language.channels import WebhookChannel
 from disaster_recovery.postgres.cluster import free_port
 from disaster_recovery.steps.base import StepContext, StepFailed
 from disaster_recovery.steps.notification import NotificationStep

@@ -24,7 +24,7 @@ from disaster_recovery.backups.sources import (
     cron_problem,
     load_sources,
 )
-from disaster_recovery.plans.channels import EmailChannel, WebhookChannel
+from disaster_recovery.plans.language.channels import EmailChannel, WebhookChannel
 
 REPO = Path(__file__).resolve().parents[2]
 

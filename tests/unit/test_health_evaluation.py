@@ -11,7 +11,7 @@ from disaster_recovery.health.anomaly import baseline, response_time_anomaly
 from disaster_recovery.health.criteria import HealthSample, evaluate_failover_criteria
 from disaster_recovery.health.evaluation import HealthReading, ProbeObservation, ServiceHistory, evaluate
 from disaster_recovery.health.services import Service
-from disaster_recovery.plans.criteria_models import FailoverCriteria
+from disaster_recovery.plans.language.criteria_models import FailoverCriteria
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -24,7 +24,7 @@ from disaster_recovery.health.services import (
     monitor_settings,
     services_json_schema,
 )
-from disaster_recovery.plans.loader import load_plan
+from disaster_recovery.plans.reading.loader import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "include" / "services.schema.json"

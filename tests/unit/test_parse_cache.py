@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from disaster_recovery import parse_cache, rendering
-from disaster_recovery.plans.loader import plan_files
+from disaster_recovery.plans.reading.loader import plan_files
 from tests.unit.plan_factory import base_plan
 
 BAD_LAG = "config.max_lag_bytes"

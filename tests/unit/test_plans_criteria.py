@@ -1,7 +1,7 @@
 import pytest
 
 from disaster_recovery.plans import all_criteria_met, evaluate_criteria, resolve_path
-from disaster_recovery.plans.criteria import PathNotFound, criteria_spec_problems
+from disaster_recovery.plans.rules.criteria import PathNotFound, criteria_spec_problems
 
 RESULT = {
     "promoted": True,

@@ -4,7 +4,7 @@ import pytest
 from plan_factory import EXAMPLE_PLAN, base_plan, validation_step
 
 from disaster_recovery.plans import StepGraphError, build_step_graph, load_plan, parse_plan, plan_stages
-from disaster_recovery.plans.graph import Stage, step_graph_problems
+from disaster_recovery.plans.rules.graph import Stage, step_graph_problems
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import yaml
 from plan_factory import EXAMPLE_PLAN, base_plan, write_plan
 
 from disaster_recovery.plans import PlanValidationError, load_plan, load_plans, parse_plan
-from disaster_recovery.plans.bounds import MAX_DEPTH, MAX_FILE_BYTES
-from disaster_recovery.plans.loader import load_plan_files
-from disaster_recovery.plans.templates import TemplateRenderError, render_template
+from disaster_recovery.plans.reading.bounds import MAX_DEPTH, MAX_FILE_BYTES
+from disaster_recovery.plans.reading.loader import load_plan_files
+from disaster_recovery.plans.rules.templates import TemplateRenderError, render_template
 from disaster_recovery.steps.base import StepContext, StepFailed
 from disaster_recovery.steps.notification import NotificationStep
 from tests.hostile_plans import GOOD, HOSTILE, variant

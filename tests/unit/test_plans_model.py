@@ -22,8 +22,8 @@ from disaster_recovery.plans import (
     load_plans,
     parse_plan,
 )
-from disaster_recovery.plans.secret_keys import looks_like_secret_key
-from disaster_recovery.plans.step_configs import ClusterTarget, DatabaseFailoverConfig, DatabaseTarget
+from disaster_recovery.plans.language.step_configs import ClusterTarget, DatabaseFailoverConfig, DatabaseTarget
+from disaster_recovery.plans.rules.secret_keys import looks_like_secret_key
 
 EVERY_STEP_TYPE = [
     {

@@ -84,7 +84,7 @@ def test_every_default_and_example_is_a_value_the_validator_accepts(schema_file)
     its own schema, and a duration default or example parses as one (no ISO 'PT10M')."""
     from jsonschema import Draft202012Validator
 
-    from disaster_recovery.plans.durations import DURATION_PATTERN, parse_duration
+    from disaster_recovery.plans.language.durations import DURATION_PATTERN, parse_duration
 
     root = json.loads(schema_file.read_text(encoding="utf-8"))
     checked = 0

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from disaster_recovery.plans.durations import format_duration
+from disaster_recovery.plans.language.durations import format_duration
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from disaster_recovery.catalog.records import _Record
 from disaster_recovery.catalog.repository import Catalog, NotFound
 from disaster_recovery.catalog.tables import backup_inventories
-from disaster_recovery.plans.durations import parse_duration
+from disaster_recovery.plans.language.durations import parse_duration
 
 TABLE = "backup_inventories"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from disaster_recovery.plans.step_configs import BackupRestoreConfig
+from disaster_recovery.plans.language.step_configs import BackupRestoreConfig
 from disaster_recovery.steps.backup_restore import BackupRestoreStep
 from disaster_recovery.steps.base import StepContext
 

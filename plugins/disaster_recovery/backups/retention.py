@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import Field, StrictInt, model_validator
 
-from disaster_recovery.plans.base import PlanModel, raise_problems
-from disaster_recovery.plans.durations import PositiveDuration
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.durations import PositiveDuration
 
 
 class BackupStatus(StrEnum):

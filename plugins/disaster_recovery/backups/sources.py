@@ -22,13 +22,13 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictInt, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from disaster_recovery.plans.base import Loc, PlanModel, raise_problems
-from disaster_recovery.plans.channels import Channel
-from disaster_recovery.plans.durations import PositiveDuration
-from disaster_recovery.plans.names import ClusterRef, ConnId, NamePattern, SourceName
-from disaster_recovery.plans.problems import PlanValidationError, problems_from_validation_error
-from disaster_recovery.plans.secret_keys import looks_like_secret_key
-from disaster_recovery.plans.yaml_reader import read_yaml_file
+from disaster_recovery.plans.language.base import Loc, PlanModel, raise_problems
+from disaster_recovery.plans.language.channels import Channel
+from disaster_recovery.plans.language.durations import PositiveDuration
+from disaster_recovery.plans.language.names import ClusterRef, ConnId, NamePattern, SourceName
+from disaster_recovery.plans.reading.problems import PlanValidationError, problems_from_validation_error
+from disaster_recovery.plans.reading.yaml_reader import read_yaml_file
+from disaster_recovery.plans.rules.secret_keys import looks_like_secret_key
 
 from .retention import RetentionPolicy
 

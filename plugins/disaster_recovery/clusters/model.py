@@ -23,8 +23,8 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from disaster_recovery.config_files import ItemSet, file_json_schema, load_items
-from disaster_recovery.plans.base import PlanModel, raise_problems
-from disaster_recovery.plans.names import ClusterRef, ConnId, PgIdentifier
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.names import ClusterRef, ConnId, PgIdentifier
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CLUSTERS_FILE = REPO / "include" / "clusters.yaml"

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def validate_command(args: argparse.Namespace) -> int:
     from disaster_recovery.plans import PlanProblem, load_plan_files
-    from disaster_recovery.plans.loader import plan_files, skipped_file_problems
+    from disaster_recovery.plans.reading.loader import plan_files, skipped_file_problems
     from disaster_recovery.steps.registry import implemented_step_types
 
     files: list[Path] = []

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from disaster_recovery.plans.criteria_models import FailoverCriteria
+from disaster_recovery.plans.language.criteria_models import FailoverCriteria
 
 SEVERITY = {"healthy": 0, "unknown": 1, "degraded": 2, "unhealthy": 3}
 

@@ -23,10 +23,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from disaster_recovery.config_files import ItemSet, file_json_schema, load_items
-from disaster_recovery.plans.base import PlanModel, raise_problems
-from disaster_recovery.plans.checks import http_target_problems
-from disaster_recovery.plans.durations import PositiveDuration
-from disaster_recovery.plans.names import ClusterRef, ConnId, ServiceName
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.checks import http_target_problems
+from disaster_recovery.plans.language.durations import PositiveDuration
+from disaster_recovery.plans.language.names import ClusterRef, ConnId, ServiceName
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_SERVICES_FILE = REPO / "include" / "services.yaml"

@@ -3,9 +3,8 @@
 Nothing here imports Airflow: ``rendering`` turns a ``Plan`` into a DAG, ``steps`` run its steps.
 """
 
-from .criteria import CriterionResult, all_criteria_met, evaluate_criteria, resolve_path
-from .durations import Duration, PositiveDuration, format_duration, parse_duration
-from .enums import (
+from disaster_recovery.plans.language.durations import Duration, PositiveDuration, format_duration, parse_duration
+from disaster_recovery.plans.language.enums import (
     ApprovalStatus,
     DisasterScenario,
     ExecutionMode,
@@ -13,13 +12,14 @@ from .enums import (
     NotificationEvent,
     StepType,
 )
-from .graph import Stage, StepGraph, StepGraphError, build_step_graph, plan_stages
-from .loader import PlanSet, load_plan, load_plan_files, load_plans, parse_plan
-from .model import Approval, Objectives, Plan
-from .problems import PlanProblem, PlanValidationError
-from .schema import plan_json_schema, plan_json_schema_text
-from .step_configs import CONFIG_MODELS
-from .step_models import STEP_MODELS, AnyStep, Step
+from disaster_recovery.plans.language.step_configs import CONFIG_MODELS
+from disaster_recovery.plans.language.step_models import STEP_MODELS, AnyStep, Step
+from disaster_recovery.plans.model import Approval, Objectives, Plan
+from disaster_recovery.plans.reading.loader import PlanSet, load_plan, load_plan_files, load_plans, parse_plan
+from disaster_recovery.plans.reading.problems import PlanProblem, PlanValidationError
+from disaster_recovery.plans.rules.criteria import CriterionResult, all_criteria_met, evaluate_criteria, resolve_path
+from disaster_recovery.plans.rules.graph import Stage, StepGraph, StepGraphError, build_step_graph, plan_stages
+from disaster_recovery.plans.schema import plan_json_schema, plan_json_schema_text
 
 __all__ = [
     "CONFIG_MODELS",

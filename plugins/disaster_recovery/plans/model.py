@@ -10,14 +10,14 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from .base import Loc, PlanModel, raise_problems
-from .channels import PlanNotifications
-from .criteria_models import FailoverCriteria, RollbackCriteria
-from .durations import Duration, PositiveDuration
-from .enums import ApprovalStatus, DisasterScenario, ExecutionMode, StepType
-from .graph import StepGraph, build_step_graph, step_graph_problems
-from .names import PlanName, Tag, Version
-from .step_models import AnyStep, Step
+from disaster_recovery.plans.language.base import Loc, PlanModel, raise_problems
+from disaster_recovery.plans.language.channels import PlanNotifications
+from disaster_recovery.plans.language.criteria_models import FailoverCriteria, RollbackCriteria
+from disaster_recovery.plans.language.durations import Duration, PositiveDuration
+from disaster_recovery.plans.language.enums import ApprovalStatus, DisasterScenario, ExecutionMode, StepType
+from disaster_recovery.plans.language.names import PlanName, Tag, Version
+from disaster_recovery.plans.language.step_models import AnyStep, Step
+from disaster_recovery.plans.rules.graph import StepGraph, build_step_graph, step_graph_problems
 
 
 def document_clusters(document: Any) -> tuple[str, ...]:

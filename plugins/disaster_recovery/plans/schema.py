@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema
 
-from .durations import format_duration
-from .model import Plan
+from disaster_recovery.plans.language.durations import format_duration
+from disaster_recovery.plans.model import Plan
 
 
 class PlanJsonSchema(GenerateJsonSchema):

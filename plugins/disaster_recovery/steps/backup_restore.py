@@ -27,7 +27,7 @@ from disaster_recovery.backups.restore import (
     restore_backup,
 )
 from disaster_recovery.backups.sources import DEFAULT_SOURCES_FILE, SourceValidationError, load_sources
-from disaster_recovery.plans.step_configs import BackupRestoreConfig, ClusterTarget
+from disaster_recovery.plans.language.step_configs import BackupRestoreConfig, ClusterTarget
 from disaster_recovery.steps.base import StepContext, StepFailed, StepResult
 
 

@@ -20,7 +20,7 @@ from disaster_recovery.clusters.actions.rejoin import RejoinOptions, rejoin
 from disaster_recovery.clusters.actions.switchover import SwitchoverOptions, switchover
 from disaster_recovery.clusters.model import Cluster, Member, RejoinMethod, cluster_of_conn, load_clusters
 from disaster_recovery.config_files import ItemsFileError
-from disaster_recovery.plans.step_configs import DatabaseFailoverConfig, FailoverAction
+from disaster_recovery.plans.language.step_configs import DatabaseFailoverConfig, FailoverAction
 from disaster_recovery.steps.base import StepContext, StepFailed, StepResult
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from disaster_recovery.notify import send_notice
-from disaster_recovery.plans.step_configs import NotificationConfig
-from disaster_recovery.plans.templates import TemplateRenderError
+from disaster_recovery.plans.language.step_configs import NotificationConfig
+from disaster_recovery.plans.rules.templates import TemplateRenderError
 from disaster_recovery.steps.base import StepContext, StepFailed, StepResult
 
 

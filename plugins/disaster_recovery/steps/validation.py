@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import httpx
 
 from disaster_recovery.connections import http_target, pg_address, pg_connect, redact_url
-from disaster_recovery.plans.checks import HttpCheck, SqlCheck, TcpCheck
-from disaster_recovery.plans.step_configs import ValidationConfig
+from disaster_recovery.plans.language.checks import HttpCheck, SqlCheck, TcpCheck
+from disaster_recovery.plans.language.step_configs import ValidationConfig
 from disaster_recovery.postgres.replication import error_text
 from disaster_recovery.steps.base import StepContext, StepFailed, StepResult
 

@@ -142,7 +142,7 @@ class Monitor:
         from disaster_recovery.clusters.model import load_clusters
         from disaster_recovery.health.evaluation import ServiceHistory
         from disaster_recovery.health.services import cluster_problems, load_services, monitor_settings
-        from disaster_recovery.plans.loader import plan_files
+        from disaster_recovery.plans.reading.loader import plan_files
         from disaster_recovery.rendering import load_valid_plans, plans_dir
 
         self._changed()

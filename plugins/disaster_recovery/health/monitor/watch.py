@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from disaster_recovery.health.criteria import CriteriaVerdict, HealthSample, evaluate_failover_criteria
 from disaster_recovery.plans import ExecutionMode, Plan
-from disaster_recovery.plans.criteria_models import FailoverCriteria
+from disaster_recovery.plans.language.criteria_models import FailoverCriteria
 
 WATCHED_MODES = (ExecutionMode.FULLY_AUTOMATED, ExecutionMode.SEMI_AUTOMATED)
 

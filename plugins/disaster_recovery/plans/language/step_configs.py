@@ -10,13 +10,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Discriminator, Field, Tag, model_validator
 
-from .base import PlanModel, raise_problems
-from .channels import Channel
-from .checks import Check, HealthCheck
-from .durations import PositiveDuration
-from .enums import StepType
-from .names import AbsolutePath, ClusterRef, ConnId, PgIdentifier, ServiceName, SourceName
-from .templates import template_problem
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.channels import Channel
+from disaster_recovery.plans.language.checks import Check, HealthCheck
+from disaster_recovery.plans.language.durations import PositiveDuration
+from disaster_recovery.plans.language.enums import StepType
+from disaster_recovery.plans.language.names import (
+    AbsolutePath,
+    ClusterRef,
+    ConnId,
+    PgIdentifier,
+    ServiceName,
+    SourceName,
+)
+from disaster_recovery.plans.rules.templates import template_problem
 
 MIB = 1024 * 1024
 _HOSTNAME_RE = re.compile(

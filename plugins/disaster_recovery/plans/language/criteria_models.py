@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from .base import PlanModel
-from .durations import PositiveDuration
-from .enums import HealthStatus
-from .names import ServiceName, StepName
+from disaster_recovery.plans.language.base import PlanModel
+from disaster_recovery.plans.language.durations import PositiveDuration
+from disaster_recovery.plans.language.enums import HealthStatus
+from disaster_recovery.plans.language.names import ServiceName, StepName
 
 
 class HealthThreshold(PlanModel):

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from .bounds import MAX_FILE_BYTES, BoundsExceeded, check_yaml_node
-from .problems import PlanProblem, PlanValidationError
+from disaster_recovery.plans.reading.bounds import MAX_FILE_BYTES, BoundsExceeded, check_yaml_node
+from disaster_recovery.plans.reading.problems import PlanProblem, PlanValidationError
 
 # libyaml's parser when PyYAML was built with it (about 10x faster: DAG files parse every plan).
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

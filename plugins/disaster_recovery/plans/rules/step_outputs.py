@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .enums import StepType
+from disaster_recovery.plans.language.enums import StepType
 
 BOOL, NUMBER, TEXT, LIST, MAPPING, NULL = "boolean", "number", "text", "list", "mapping", "null"
 
@@ -79,7 +79,7 @@ def _kinds(kinds: frozenset[str]) -> str:
 
 def criteria_kind_problems(step_type: StepType, criteria: dict[str, Any]) -> list[tuple[str, str]]:
     """``(criterion, message)`` for each criterion whose value can never be compared as written."""
-    from .criteria import OPERATORS, split_expectation
+    from disaster_recovery.plans.rules.criteria import OPERATORS, split_expectation
 
     outputs = STEP_OUTPUTS.get(step_type, StepOutputs(open=True))
     problems = []

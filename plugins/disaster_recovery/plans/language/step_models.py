@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .base import PlanModel, raise_problems
-from .criteria import criteria_spec_problems
-from .durations import Duration, PositiveDuration
-from .enums import StepType
-from .names import GroupName, StepName
-from .step_configs import (
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.durations import Duration, PositiveDuration
+from disaster_recovery.plans.language.enums import StepType
+from disaster_recovery.plans.language.names import GroupName, StepName
+from disaster_recovery.plans.language.step_configs import (
     BackupRestoreConfig,
     CleanupConfig,
     DatabaseFailoverConfig,
@@ -23,7 +22,8 @@ from .step_configs import (
     ServiceStartConfig,
     ValidationConfig,
 )
-from .step_outputs import criteria_kind_problems
+from disaster_recovery.plans.rules.criteria import criteria_spec_problems
+from disaster_recovery.plans.rules.step_outputs import criteria_kind_problems
 
 IMPLEMENTED_STEP_TYPES_CONTEXT = "implemented_step_types"
 """Validation-context key: the step types whose executor exists (absent or None: accept all)."""

@@ -10,13 +10,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .bounds import BoundsExceeded, check_data
-from .graph import step_graph_problems
-from .model import Plan
-from .plan_warnings import plan_warnings
-from .problems import PlanProblem, PlanValidationError, problems_from_validation_error
-from .step_models import IMPLEMENTED_STEP_TYPES_CONTEXT
-from .yaml_reader import read_yaml_file
+from disaster_recovery.plans.language.step_models import IMPLEMENTED_STEP_TYPES_CONTEXT
+from disaster_recovery.plans.model import Plan
+from disaster_recovery.plans.reading.bounds import BoundsExceeded, check_data
+from disaster_recovery.plans.reading.problems import PlanProblem, PlanValidationError, problems_from_validation_error
+from disaster_recovery.plans.reading.yaml_reader import read_yaml_file
+from disaster_recovery.plans.rules.graph import step_graph_problems
+from disaster_recovery.plans.rules.plan_warnings import plan_warnings
 
 PLAN_FILE_SUFFIXES = (".yaml", ".yml")
 

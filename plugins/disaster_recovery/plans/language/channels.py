@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import PlanModel, raise_problems
-from .checks import http_target_problems
-from .enums import NotificationEvent
-from .names import ConnId, EmailAddress
-from .secret_keys import find_secret_keys, secret_key_message
-from .templates import template_problem, template_strings
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.checks import http_target_problems
+from disaster_recovery.plans.language.enums import NotificationEvent
+from disaster_recovery.plans.language.names import ConnId, EmailAddress
+from disaster_recovery.plans.rules.secret_keys import find_secret_keys, secret_key_message
+from disaster_recovery.plans.rules.templates import template_problem, template_strings
 
 
 class EmailChannel(PlanModel):

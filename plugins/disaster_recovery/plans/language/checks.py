@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import PlanModel, raise_problems
-from .durations import PositiveDuration
-from .names import ClusterRef, ConnId
-from .secret_keys import url_has_credentials
+from disaster_recovery.plans.language.base import PlanModel, raise_problems
+from disaster_recovery.plans.language.durations import PositiveDuration
+from disaster_recovery.plans.language.names import ClusterRef, ConnId
+from disaster_recovery.plans.rules.secret_keys import url_has_credentials
 
 
 def check_url(url: str, loc: str) -> list[tuple[tuple[str, ...], str, Any]]:

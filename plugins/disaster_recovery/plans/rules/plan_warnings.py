@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from .durations import format_duration
-from .enums import ApprovalStatus
-from .model import Plan
-from .problems import PlanProblem
-from .step_outputs import criteria_unknown_paths
+from disaster_recovery.plans.language.durations import format_duration
+from disaster_recovery.plans.language.enums import ApprovalStatus
+from disaster_recovery.plans.model import Plan
+from disaster_recovery.plans.reading.problems import PlanProblem
+from disaster_recovery.plans.rules.step_outputs import criteria_unknown_paths
 
 
 def _longest_timeout_chain(plan: Plan) -> timedelta:

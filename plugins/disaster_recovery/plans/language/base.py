@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .secret_keys import looks_like_secret_key, secret_key_message
+from disaster_recovery.plans.rules.secret_keys import looks_like_secret_key, secret_key_message
 
 Loc = tuple[str | int, ...]
 
