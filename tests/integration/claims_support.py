@@ -117,3 +117,14 @@ def processes_using(path: Path) -> dict[int, str]:
         if state != "Z" and (needle in cmdline or cwd == needle or cwd.startswith(needle + "/")):
             found[int(entry)] = cmdline.strip()
     return found
+
+
+def verified_backup(env):
+    """A new backup of the env's main source, verified by a real restore test; its catalog record."""
+    from disaster_recovery.backups.inventory import get_backup
+    from disaster_recovery.backups.runner import take_backup
+    from disaster_recovery.backups.verification import verify_backup
+
+    record = take_backup(source=env.sources["main"], catalog=env.catalog).record
+    assert verify_backup(catalog=env.catalog, backup_id=record.id, key=env.key).status == "verified"
+    return get_backup(env.catalog, record.id)

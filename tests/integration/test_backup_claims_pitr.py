@@ -26,7 +26,6 @@ from disaster_recovery.backups.restore import (
 from disaster_recovery.backups.restored import RestoredCluster
 from disaster_recovery.backups.runner import take_backup
 from disaster_recovery.backups.storage import LocalStorage
-from disaster_recovery.backups.verification import verify_backup
 from disaster_recovery.backups.wal_archive import first_missing_segment, wal_relpath
 from disaster_recovery.postgres.cluster import free_port
 from tests.integration.backup_support import backup_env, source_doc
@@ -41,6 +40,7 @@ from tests.integration.claims_support import (
     segments,
     storage_state,
     switch_and_wait,
+    verified_backup,
 )
 
 pytestmark = pytest.mark.integration
@@ -63,12 +63,6 @@ def env(catalog_cluster_db):
         env.backups = {}
         yield env
         shutil.rmtree(env.config.parent, ignore_errors=True)
-
-
-def verified_backup(env):
-    record = take_backup(source=env.sources["main"], catalog=env.catalog).record
-    assert verify_backup(catalog=env.catalog, backup_id=record.id, key=env.key).status == "verified"
-    return get_backup(env.catalog, record.id)
 
 
 def untouched(env) -> tuple:

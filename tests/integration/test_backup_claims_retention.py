@@ -18,13 +18,19 @@ from disaster_recovery.backups.inventory import get_backup
 from disaster_recovery.backups.restore import ClusterDestination, choose_backup, restore_backup
 from disaster_recovery.backups.restored import RestoredCluster
 from disaster_recovery.backups.retention import wal_segment_of
-from disaster_recovery.backups.runner import take_backup
 from disaster_recovery.backups.storage import LocalStorage
-from disaster_recovery.backups.verification import verify_backup
 from disaster_recovery.backups.wal_archive import first_missing_segment
 from disaster_recovery.postgres.cluster import free_port
 from tests.integration.backup_support import backup_env, source_doc
-from tests.integration.claims_support import archive_into, archived, insert, ledger, moment, switch_and_wait
+from tests.integration.claims_support import (
+    archive_into,
+    archived,
+    insert,
+    ledger,
+    moment,
+    switch_and_wait,
+    verified_backup,
+)
 
 pytestmark = pytest.mark.integration
 SOURCE = "claims_ret"
@@ -43,12 +49,6 @@ def env(catalog_cluster_db):
         env.storage = LocalStorage(env.root)
         yield env
         shutil.rmtree(env.config.parent, ignore_errors=True)
-
-
-def verified_backup(env):
-    record = take_backup(source=env.sources["main"], catalog=env.catalog).record
-    assert verify_backup(catalog=env.catalog, backup_id=record.id, key=env.key).status == "verified"
-    return get_backup(env.catalog, record.id)
 
 
 def test_retention_deletes_the_wal_no_kept_backup_needs_and_keeps_the_rest_restorable(env):
