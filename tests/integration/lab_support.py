@@ -39,12 +39,15 @@ def wait_for_dag(lab, headers, dag_id: str, timeout: float = 120) -> None:
 
 
 def wait_for_run(lab, headers, dag_id: str, run_id: str, timeout: float = 300) -> str:
+    """The run's final state. A run that does not exist yet is waited for too: the health monitor writes
+    its incident row first and creates the run a moment later (longer on a loaded machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers,
-                          timeout=10).json()["state"]
-        if state in ("success", "failed"):
-            return state
+        response = httpx.get(f"{lab.api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=10)
+        if response.status_code != 404:
+            assert response.status_code == 200, response.text
+            if response.json()["state"] in ("success", "failed"):
+                return response.json()["state"]
         time.sleep(1)
     return "timeout"
 
